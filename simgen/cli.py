@@ -1,0 +1,169 @@
+"""simgen command line: render, info, preview, tasks."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from simgen.cameras import CAMERAS, parse_resolution
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        return parse_resolution(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _camera_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one camera")
+    return names
+
+
+def cmd_render(args) -> int:
+    from simgen.runner import RenderConfig, render_dataset
+
+    w, h = args.resolution
+    try:
+        cfg = RenderConfig(task=args.task, episodes=args.episodes, seed=args.seed, cameras=args.cameras,
+                           width=w, height=h, rgb=args.rgb, seg=args.seg, workers=args.workers)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    summary = render_dataset(cfg, args.out, progress=not args.quiet)
+    print(f"{args.out}: wrote {summary['episodes_written']} episodes "
+          f"({summary['frames_written']} frames, {summary['successes']} successful); "
+          f"store holds {summary['episodes_total']}")
+    return 0
+
+
+def _bytes_on_disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def cmd_info(args) -> int:
+    from simgen.store import Store
+
+    s = Store(args.store)
+    m = s.meta
+    ok = sum(e["success"] for e in s.episodes)
+    rate = f"{ok}/{s.n_episodes} ({100 * ok / s.n_episodes:.1f}%)" if s.n_episodes else "n/a"
+    print(f"store      {s.path}")
+    print(f"schema     {m['schema']} v{m['schema_version']}   task {m['task']}   "
+          f"engine simgen {m['engine']['simgen']}, mujoco {m['engine']['mujoco']}")
+    print(f"episodes   {s.n_episodes}   frames {s.n_frames}   control {m['control_hz']} Hz   "
+          f"success {rate}")
+    if s.n_episodes:
+        seeds = [e["seed"] for e in s.episodes]
+        print(f"seeds      {min(seeds)}..{max(seeds)}")
+    for name, c in m["cameras"].items():
+        K = c["K"]
+        print(f"camera     {name}: {c['width']}x{c['height']} fx={K[0][0]:.2f} fy={K[1][1]:.2f} "
+              f"cx={K[0][2]:.2f} cy={K[1][2]:.2f} mount={c['mount']}")
+    print(f"{'array':<22}{'shape':<22}{'dtype':<9}{'chunks':<20}{'on disk':>12}{'per frame':>12}")
+    total = 0
+    for k in s.keys():
+        a = s.array(k)
+        b = _bytes_on_disk(s.path / "data" / k)
+        total += b
+        per = f"{b / a.shape[0]:.0f} B" if a.shape[0] else "-"
+        print(f"{k:<22}{str(a.shape):<22}{str(a.dtype):<9}{str(a.chunks):<20}{b / 1e6:>10.2f}MB{per:>12}")
+    print(f"total on disk {_bytes_on_disk(s.path) / 1e6:.2f} MB (data {total / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from simgen.preview import write_preview
+    from simgen.store import Store
+
+    if not args.out.lower().endswith((".mp4", ".png")):
+        raise CliError(f"--out {args.out!r} must end in .mp4 or .png")
+    s = Store(args.store)
+    if not 0 <= args.episode < s.n_episodes:
+        raise CliError(f"--episode {args.episode} out of range: the store has {s.n_episodes} episodes")
+    write_preview(s, args.episode, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from tasks import REGISTRY
+
+    for name in sorted(REGISTRY):
+        t = REGISTRY[name]
+        print(f"{name:<12}{t.description}  (objects: {', '.join(t.object_bodies)}; "
+              f"max {t.max_steps} steps)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simgen", description="Scripted MuJoCo manipulation demos "
+                                "with clean metric depth, written to Zarr stores.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("render", help="render expert demonstrations into a store",
+                       description="Roll out a task's scripted expert and append episodes to a "
+                       "Zarr store. Re-running the same command resumes an interrupted run.")
+    r.add_argument("--task", required=True, help="task name (see `simgen tasks`)")
+    r.add_argument("--episodes", type=int, required=True,
+                   help="total episodes the store should hold when done")
+    r.add_argument("--out", required=True, help="store path (a folder, conventionally *.zarr)")
+    r.add_argument("--seed", type=int, default=0,
+                   help="base seed: episode i uses seed S+i (default 0)")
+    r.add_argument("--cameras", type=_camera_list, default=("front", "wrist"),
+                   help=f"comma-separated cameras, known: {','.join(CAMERAS)} (default front,wrist)")
+    r.add_argument("--resolution", type=_resolution, default=(128, 128),
+                   help="WIDTHxHEIGHT of every camera; the vertical field of view is kept "
+                   "(default 128x128)")
+    r.add_argument("--rgb", action=argparse.BooleanOptionalAction, default=True,
+                   help="also store RGB images (default on)")
+    r.add_argument("--seg", action=argparse.BooleanOptionalAction, default=False,
+                   help="also store segmentation labels, classes in the store attributes "
+                   "(default off)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="parallel worker processes; results do not depend on it (default 1)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_render)
+
+    i = sub.add_parser("info", help="summarise a store",
+                       description="Episodes, frames, success rate, cameras and every array's "
+                       "shape, dtype, chunks and bytes on disk.")
+    i.add_argument("store", help="store path")
+    i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("preview", help="write an episode as MP4 or PNG",
+                       description="Colour-mapped depth (near red, far blue, no reading black) "
+                       "beside RGB for each camera; .mp4 plays the episode, .png shows 6 frames.")
+    v.add_argument("store", help="store path")
+    v.add_argument("--episode", type=int, default=0, help="episode index (default 0)")
+    v.add_argument("--out", required=True, help="output file ending in .mp4 or .png")
+    v.set_defaults(func=cmd_preview)
+
+    t = sub.add_parser("tasks", help="list the registered tasks",
+                       description="List every task in the registry with its description.")
+    t.set_defaults(func=cmd_tasks)
+    return p
+
+
+def main(argv=None) -> int:
+    from simgen.store import StoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, StoreError) as e:
+        print(f"simgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simgen: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""`simgen render`: roll out a task's expert for many seeds and append episodes to a store,
+in one process or a pool of workers, resuming wherever a previous run stopped."""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import mujoco
+import numpy as np
+from tqdm import tqdm
+
+import simgen
+from simgen.cameras import get_cameras, nominal_extrinsics
+from simgen.controller import ACTION_DIM
+from simgen.env import CONTROL_HZ, Env, run_episode
+from simgen.scene import DEFAULT_MESH_DETAIL, FIRST_OBJECT_SEGMENT, SEGMENTS
+from simgen.store import DEPTH_UNIT_M, Writer
+from tasks import get_task
+
+
+RUN_ONLY = ("episodes", "workers")  # how many and how fast: not part of a dataset's identity
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Everything that defines a rendered dataset. Episode i uses seed `seed + i`."""
+
+    task: str
+    episodes: int
+    seed: int = 0
+    cameras: tuple[str, ...] = ("front", "wrist")
+    width: int = 128
+    height: int = 128
+    rgb: bool = True
+    seg: bool = False
+    workers: int = 1
+    mesh_detail: float = DEFAULT_MESH_DETAIL
+
+    def __post_init__(self):
+        get_task(self.task)  # raises ValueError for an unknown task
+        get_cameras(self.cameras, self.width, self.height)  # unknown camera, bad resolution
+        if self.episodes < 1:
+            raise ValueError("--episodes must be at least 1")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if not 0.0 < self.mesh_detail <= 1.0:
+            raise ValueError("mesh_detail must be in (0, 1]")
+        if self.seed < 0:
+            raise ValueError("--seed must be non-negative")
+
+    def identity(self) -> dict:
+        """The settings a store is tied to: re-running with these resumes it."""
+        d = asdict(self)
+        for k in RUN_ONLY:
+            d.pop(k)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    def make_env(self) -> Env:
+        return Env(get_task(self.task), get_cameras(self.cameras, self.width, self.height),
+                   rgb=self.rgb, seg=self.seg, mesh_detail=self.mesh_detail)
+
+
+def store_attrs(cfg: RenderConfig) -> dict:
+    """Root attributes describing the dataset (everything but per-episode records)."""
+    task = get_task(cfg.task)
+    cams = {}
+    for c in get_cameras(cfg.cameras, cfg.width, cfg.height):
+        cams[c.name] = {
+            "width": c.width, "height": c.height, "K": c.K.round(9).tolist(), "fovy_deg": c.fovy_deg,
+            "mount": c.body or "world", "extrinsics_key": f"{c.name}_extrinsics",
+            "extrinsics": nominal_extrinsics(c),
+            "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
+        }
+    attrs = {
+        "task": cfg.task, "task_description": task.description,
+        "object_bodies": list(task.object_bodies),
+        "engine": {"simgen": simgen.__version__, "mujoco": mujoco.__version__},
+        "control_hz": CONTROL_HZ, "physics_dt": 0.002,
+        "cameras": cams,
+        "depth": {"dtype": "uint16", "unit_m": DEPTH_UNIT_M, "no_reading": 0,
+                  "convention": "z-depth along the optical axis, not ray length"},
+        "action": {"dim": ACTION_DIM, "layout": "eef target position xyz (m, world), first two "
+                   "columns of the target rotation matrix (6), gripper 0 open .. 1 closed"},
+        "seed_rule": "episode i of a run with --seed S uses seed S + i",
+    }
+    if cfg.seg:
+        segs = dict(SEGMENTS)
+        segs.update({FIRST_OBJECT_SEGMENT + i: b for i, b in enumerate(task.object_bodies)})
+        attrs["segments"] = {str(k): v for k, v in segs.items()}
+    return attrs
+
+
+_worker_env: Env | None = None
+
+
+def _init_worker(cfg: RenderConfig) -> None:
+    global _worker_env
+    _worker_env = cfg.make_env()
+
+
+def _worker_episode(seed: int):
+    return run_episode(_worker_env, seed)
+
+
+def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
+    """Render episodes [done, cfg.episodes) into `out`; returns a summary dict."""
+    with Writer(out, store_attrs(cfg), cfg.identity()) as writer:
+        done = writer.n_episodes
+        seeds = [cfg.seed + i for i in range(done, cfg.episodes)]
+        bar = tqdm(total=cfg.episodes, initial=min(done, cfg.episodes), unit="ep",
+                   desc=f"render {cfg.task}", disable=not progress, dynamic_ncols=True)
+        frames = 0
+        successes = 0
+        # Writes run on one thread in submission order, overlapping the next episode's render;
+        # at most two episodes wait in memory.
+        with ThreadPoolExecutor(max_workers=1) as io:
+            pending = []
+
+            def commit(arrays, info):
+                nonlocal frames, successes
+                while len(pending) >= 2:
+                    pending.pop(0).result()
+                pending.append(io.submit(writer.append, arrays, _record(info)))
+                frames += info["length"]
+                successes += info["success"]
+                bar.update(1)
+                bar.set_postfix(success=f"{successes}/{bar.n - min(done, cfg.episodes)}")
+
+            if not seeds:
+                pass
+            elif cfg.workers == 1:
+                with cfg.make_env() as env:
+                    for s in seeds:
+                        commit(*run_episode(env, s))
+            else:
+                ctx = mp.get_context("spawn")  # GL contexts do not survive fork
+                with ctx.Pool(min(cfg.workers, len(seeds)), _init_worker, (cfg,)) as pool:
+                    for arrays, info in pool.imap(_worker_episode, seeds):
+                        commit(arrays, info)
+            for f in pending:
+                f.result()
+        bar.close()
+        return {"episodes_written": len(seeds), "episodes_total": writer.n_episodes,
+                "frames_written": frames, "successes": successes}
+
+
+def _record(info: dict) -> dict:
+    return {"seed": info["seed"], "success": bool(info["success"]), "length": int(info["length"]),
+            "params": info["params"]}

@@ -1,0 +1,249 @@
+"""The simgen Zarr store (zarr format 3): layout, creation, crash-safe appends and reading.
+
+Layout (diffusion_policy's replay buffer, plus metadata in the root group's attributes):
+
+    data/<key>          arrays concatenated along time (axis 0), one row per control step
+    meta/episode_ends   int64, exclusive end index of each episode in data/*
+
+Committing an episode writes every data/* array first, then the per-episode record in the root
+attributes, then appends to meta/episode_ends. Each file write is atomic (zarr's LocalStore writes
+a temporary file and renames it), so a killed run leaves at worst rows or records past the last
+episode end: `open_store` treats those as uncommitted and `Writer` truncates them before appending.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+SCHEMA = "simgen"
+SCHEMA_VERSION = 1
+DEPTH_UNIT_M = 0.001  # depth is stored as uint16 millimetres; 0 = no reading
+DEPTH_MAX_M = 65.534
+LOWDIM_CHUNK = 4096  # rows per chunk for non-image arrays
+LOCK_FILE = ".simgen.lock"
+
+# Why these compressors: depth is smooth 16-bit data, and Blosc's bit-shuffle puts the slowly
+# varying high bits of neighbouring pixels together, so zstd packs it ~4-6x losslessly at GB/s.
+# Colour and label images are bytes already; plain zstd inside Blosc suits them.
+DEPTH_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
+BYTE_IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.noshuffle)
+LOWDIM_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
+
+
+class StoreError(ValueError):
+    """A path that is not a usable simgen store (wrong schema, version or configuration)."""
+
+
+def depth_to_stored(depth_m: np.ndarray) -> np.ndarray:
+    """float32 metres (0 = no reading) -> uint16 millimetres, rounded; beyond range -> 0."""
+    d = np.asarray(depth_m, np.float64)
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise ValueError("depth must be finite and non-negative")
+    mm = np.rint(d / DEPTH_UNIT_M)
+    mm[(mm > DEPTH_MAX_M / DEPTH_UNIT_M)] = 0
+    return mm.astype(np.uint16)
+
+
+def depth_from_stored(mm: np.ndarray) -> np.ndarray:
+    """uint16 millimetres -> float32 metres (0 stays 0 = no reading)."""
+    return (np.asarray(mm, np.float32) * np.float32(DEPTH_UNIT_M)).astype(np.float32)
+
+
+def _image_kind(key: str) -> str | None:
+    for suffix in ("_depth", "_rgb", "_seg"):
+        if key.endswith(suffix):
+            return suffix[1:]
+    return None
+
+
+def is_store(path: str | Path) -> bool:
+    """True if `path` holds a zarr group whose attributes name this schema."""
+    p = Path(path)
+    if not (p / "zarr.json").is_file():
+        return False
+    try:
+        return "schema" in zarr.open_group(p, mode="r").attrs.get(SCHEMA, {})
+    except Exception:
+        return False
+
+
+def check_store(path: str | Path) -> zarr.Group:
+    """Open an existing store read-only, or raise StoreError saying why it is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p}: no such store")
+    try:
+        root = zarr.open_group(p, mode="r")
+    except Exception as e:
+        raise StoreError(f"{p}: not a zarr store ({type(e).__name__})") from None
+    meta = root.attrs.get(SCHEMA)
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        raise StoreError(f"{p}: a zarr store, but not a simgen store")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(f"{p}: simgen schema version {meta.get('schema_version')}, "
+                         f"this simgen reads version {SCHEMA_VERSION}")
+    return root
+
+
+def committed_episode_ends(root: zarr.Group) -> np.ndarray:
+    """The episode ends a reader may trust: the strictly increasing prefix of meta/episode_ends
+    that every data array covers (an end appended by a run killed mid-write is dropped)."""
+    ends = np.asarray(root["meta/episode_ends"][:], np.int64)
+    rows = min((a.shape[0] for _, a in root["data"].arrays()), default=0)
+    n, last = 0, 0
+    for e in ends:
+        if e <= last or e > rows:
+            break
+        n, last = n + 1, int(e)
+    return ends[:n]
+
+
+class Store:
+    """Read access to a simgen store: episodes, arrays and metadata (depth in metres)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.root = check_store(self.path)
+        self.meta: dict = dict(self.root.attrs[SCHEMA])
+        self.episode_ends = committed_episode_ends(self.root)
+        self.episodes: list[dict] = self.meta.get("episodes", [])[: len(self.episode_ends)]
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.episode_ends[-1]) if len(self.episode_ends) else 0
+
+    def keys(self) -> list[str]:
+        return sorted(name for name, _ in self.root["data"].arrays())
+
+    def array(self, key: str) -> zarr.Array:
+        return self.root["data"][key]
+
+    def episode_slice(self, i: int) -> slice:
+        if not 0 <= i < self.n_episodes:
+            raise IndexError(f"episode {i} out of range (store has {self.n_episodes})")
+        start = int(self.episode_ends[i - 1]) if i > 0 else 0
+        return slice(start, int(self.episode_ends[i]))
+
+    def episode(self, i: int, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All (or `keys`) arrays of episode i; depth converted to float32 metres."""
+        sl = self.episode_slice(i)
+        out = {}
+        for k in keys or self.keys():
+            v = self.array(k)[sl]
+            out[k] = depth_from_stored(v) if _image_kind(k) == "depth" else v
+        return out
+
+
+class Writer:
+    """Creates or reopens a store for appending whole episodes. Holds an exclusive lock file
+    (released by the OS even if the process is killed) so two runs never write one store."""
+
+    def __init__(self, path: str | Path, attrs: dict, config: dict):
+        self.path = Path(path)
+        if self.path.exists() and not is_store(self.path):
+            if self.path.is_dir() and not any(self.path.iterdir()):
+                pass  # an empty folder is fine to fill
+            else:
+                check_store(self.path)  # raises the precise reason
+                raise StoreError(f"{self.path}: exists and is not a simgen store")
+        if self.path.exists() and is_store(self.path):
+            root = check_store(self.path)
+            old = root.attrs[SCHEMA].get("config")
+            if old != config:
+                diff = sorted(k for k in set(old or {}) | set(config) if (old or {}).get(k) != config.get(k))
+                raise StoreError(f"{self.path}: made with different settings ({', '.join(diff)}); "
+                                 "choose another --out or repeat the original command")
+            self._lock()
+            self.root = zarr.open_group(self.path, mode="r+")
+            self._truncate_uncommitted()
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self.root = zarr.open_group(self.path, mode="w")
+            self.root.create_group("data")
+            meta = self.root.create_group("meta")
+            meta.create_array("episode_ends", shape=(0,), chunks=(LOWDIM_CHUNK,), dtype="int64",
+                              compressors=LOWDIM_CODEC, fill_value=0)
+            self.root.attrs[SCHEMA] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                                       **attrs, "config": config, "episodes": []}
+        self.meta = dict(self.root.attrs[SCHEMA])
+        self.ends = self.root["meta/episode_ends"]
+
+    def _lock(self) -> None:
+        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise StoreError(f"{self.path}: another simgen process is writing this store") from None
+
+    def _truncate_uncommitted(self) -> None:
+        ends = committed_episode_ends(self.root)
+        rows = int(ends[-1]) if len(ends) else 0
+        for _, a in self.root["data"].arrays():
+            if a.shape[0] != rows:
+                a.resize((rows, *a.shape[1:]))
+        if self.root["meta/episode_ends"].shape[0] != len(ends):
+            self.root["meta/episode_ends"].resize((len(ends),))
+        meta = dict(self.root.attrs[SCHEMA])
+        if len(meta["episodes"]) != len(ends):
+            meta["episodes"] = meta["episodes"][: len(ends)]
+            self.root.attrs[SCHEMA] = meta
+
+    @property
+    def n_episodes(self) -> int:
+        return self.ends.shape[0]
+
+    def _array_for(self, key: str, value: np.ndarray) -> zarr.Array:
+        data = self.root["data"]
+        if key in data:
+            return data[key]
+        kind = _image_kind(key)
+        if kind is None:
+            chunks, codec = (LOWDIM_CHUNK, *value.shape[1:]), LOWDIM_CODEC
+        else:
+            chunks = (1, *value.shape[1:])
+            codec = DEPTH_CODEC if kind == "depth" else BYTE_IMAGE_CODEC
+        attrs = {"unit": "mm", "scale_to_m": DEPTH_UNIT_M, "no_reading": 0} if kind == "depth" else {}
+        return data.create_array(key, shape=(0, *value.shape[1:]), chunks=chunks, dtype=value.dtype,
+                                 compressors=codec, fill_value=0, attributes=attrs)
+
+    def append(self, arrays: dict[str, np.ndarray], record: dict) -> None:
+        """Commit one episode: data arrays, then its record, then its end index (last)."""
+        n = next(iter(arrays.values())).shape[0]
+        if any(v.shape[0] != n for v in arrays.values()):
+            raise ValueError("episode arrays differ in length")
+        start = int(self.ends[-1]) if self.ends.shape[0] else 0
+        if self.n_episodes and set(arrays) != set(k for k, _ in self.root["data"].arrays()):
+            raise ValueError("episode keys differ from the store's arrays")
+        for key, value in arrays.items():
+            if _image_kind(key) == "depth":
+                value = depth_to_stored(value)
+            a = self._array_for(key, value)
+            a.resize((start + n, *a.shape[1:]))
+            a[start:start + n] = value
+        self.meta["episodes"] = self.meta["episodes"] + [record]
+        self.root.attrs[SCHEMA] = self.meta
+        e = self.ends.shape[0]
+        self.ends.resize((e + 1,))
+        self.ends[e] = start + n
+
+    def close(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,29 @@
+"""Task registry: each task is one module here holding its scene, randomisation, expert and
+success check; it registers itself with @register and is found by name with get_task()."""
+from __future__ import annotations
+
+from tasks.base import Task
+
+REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator adding a Task subclass to the registry under cls.name."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"task name {cls.name!r} is empty or taken")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_task(name: str) -> Task:
+    """A new instance of the task called `name`; ValueError lists the known ones."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()
+
+
+def task_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+from tasks import pick  # noqa: E402,F401  (importing a task module registers it)
