@@ -49,6 +49,10 @@ def set_box(model: mujoco.MjModel, geom: int, half: np.ndarray, density: float =
     model.geom_rbound[geom] = np.linalg.norm(half)
     model.geom_aabb[geom] = np.concatenate([np.zeros(3), half])
     body = model.geom_bodyid[geom]
+    if model.body_geomnum[body] != 1 or np.any(model.geom_pos[geom]) or model.geom_quat[geom][0] != 1:
+        raise ValueError("set_box expects the only geom of its body, at the body's origin")
+    # The body's bounding-volume hierarchy caches the compiled size; collisions use it too.
+    model.bvh_aabb[model.body_bvhadr[body]] = model.geom_aabb[geom]
     mass = density * 8.0 * np.prod(half)
     model.body_mass[body] = mass
     model.body_inertia[body] = mass / 3.0 * np.array([half[1] ** 2 + half[2] ** 2,
