@@ -12,6 +12,13 @@ class CliError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (then exit 2), not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _resolution(text: str) -> tuple[int, int]:
     try:
         return parse_resolution(text)
@@ -102,7 +109,7 @@ def cmd_tasks(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simgen", description="Scripted MuJoCo manipulation demos "
+    p = Parser(prog="simgen", description="Scripted MuJoCo manipulation demos "
                                 "with clean metric depth, written to Zarr stores.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,0 +1,141 @@
+"""Items 8 and 9: the command line, its help, previews, and one-line errors on bad input."""
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import zarr
+
+from simgen.store import SCHEMA
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "pick.zarr"
+    run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--resolution", "64x64",
+            check=True)
+    return out
+
+
+@pytest.mark.parametrize("sub", ["render", "info", "preview", "tasks"])
+def test_help_explains_every_flag(sub):
+    p = run_cli(sub, "--help", check=True)
+    flags = {"render": ["--task", "--episodes", "--out", "--seed", "--cameras", "--resolution",
+                        "--rgb", "--no-rgb", "--seg", "--workers"],
+             "info": ["store"], "preview": ["--episode", "--out"], "tasks": []}[sub]
+    for f in flags:
+        assert f in p.stdout, f
+
+
+def test_tasks_lists_pick():
+    assert run_cli("tasks", check=True).stdout.startswith("pick")
+
+
+def test_info_reports_store(store):
+    out = run_cli("info", store, check=True).stdout
+    assert "episodes   2" in out and "success 2/2" in out
+    for k in ("front_depth", "wrist_rgb", "action", "on disk", "per frame", "(1, 64, 64)"):
+        assert k in out
+
+
+def test_preview_png_and_mp4(store, tmp_path):
+    png, mp4 = tmp_path / "p.png", tmp_path / "p.mp4"
+    run_cli("preview", store, "--episode", 1, "--out", png, check=True)
+    run_cli("preview", store, "--episode", 1, "--out", mp4, check=True)
+    img = imageio.imread(png)
+    assert img.ndim == 3 and img.shape[1] >= 4 * 64 and img.std() > 10
+    frames = imageio.mimread(mp4)
+    n = zarr.open_group(store)["meta/episode_ends"][:]
+    assert len(frames) == n[1] - n[0]
+
+
+def _tree_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    for f in sorted(path.rglob("*")):
+        h.update(str(f.relative_to(path)).encode())
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _assert_error(p, fragment):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and fragment in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--task", "fly"], "unknown task 'fly'"),
+    (["--task", "pick", "--cameras", "front,top"], "unknown camera 'top'"),
+    (["--task", "pick", "--resolution", "128by128"], "not WIDTHxHEIGHT"),
+    (["--task", "pick", "--resolution", "0x0"], "out of range"),
+    (["--task", "pick", "--episodes", "0"], "at least 1"),
+])
+def test_bad_render_arguments(tmp_path, args, fragment):
+    out = tmp_path / "never.zarr"
+    base = {"--episodes": "1"}
+    argv = ["render", "--out", out, *args]
+    if "--episodes" not in args:
+        argv += ["--episodes", "1"]
+    _assert_error(run_cli(*argv), fragment)
+    assert not out.exists()
+
+
+def test_refuses_paths_that_are_not_its_stores(tmp_path, store):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    d = tmp_path / "folder"
+    d.mkdir()
+    (d / "photo.png").write_bytes(b"\x89PNG")
+    other = tmp_path / "other.zarr"
+    zarr.open_group(other, mode="w").attrs["creator"] = "someone else"
+    old = tmp_path / "old.zarr"
+    import shutil
+
+    shutil.copytree(store, old)
+    g = zarr.open_group(old, mode="r+")
+    meta = dict(g.attrs[SCHEMA])
+    meta["schema_version"] = 99
+    g.attrs[SCHEMA] = meta
+    cases = [(f, "not a zarr store"), (d, "not a zarr store"), (other, "not a simgen store"),
+             (old, "schema version 99")]
+    for path, fragment in cases:
+        before = _tree_digest(path) if path.is_dir() else path.read_bytes()
+        p = run_cli("render", "--task", "pick", "--episodes", 1, "--out", path, "--quiet")
+        _assert_error(p, fragment)
+        after = _tree_digest(path) if path.is_dir() else path.read_bytes()
+        assert before == after, path
+    _assert_error(run_cli("info", old), "schema version 99")
+    _assert_error(run_cli("info", tmp_path / "missing.zarr"), "no such store")
+
+
+def test_refuses_a_store_made_with_other_settings(store):
+    before = _tree_digest(store)
+    p = run_cli("render", "--task", "pick", "--episodes", 3, "--out", store, "--resolution", "32x32")
+    _assert_error(p, "different settings (height, width)")
+    assert _tree_digest(store) == before
+
+
+def test_preview_bad_arguments(store, tmp_path):
+    _assert_error(run_cli("preview", store, "--episode", 9, "--out", tmp_path / "x.png"), "out of range")
+    _assert_error(run_cli("preview", store, "--out", tmp_path / "x.gif"), "must end in .mp4 or .png")
+
+
+def test_wheel_ships_tasks_and_assets(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("simgen-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for need in ("tasks/__init__.py", "tasks/pick.py", "tasks/base.py", "assets/__init__.py",
+                 "assets/scene.xml", "simgen/cli.py", "realdiff/__init__.py", "policies/__init__.py"):
+        assert need in names, need
+    entry = [n for n in names if n.endswith("entry_points.txt")]
+    assert "simgen = simgen.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
