@@ -39,7 +39,8 @@ def cmd_render(args) -> int:
     w, h = args.resolution
     try:
         cfg = RenderConfig(task=args.task, episodes=args.episodes, seed=args.seed, cameras=args.cameras,
-                           width=w, height=h, rgb=args.rgb, seg=args.seg, workers=args.workers)
+                           width=w, height=h, rgb=args.rgb, seg=args.seg, workers=args.workers,
+                           commit_frames=args.commit_frames)
     except ValueError as e:
         raise CliError(str(e)) from None
     summary = render_dataset(cfg, args.out, progress=not args.quiet)
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default off)")
     r.add_argument("--workers", type=int, default=1,
                    help="parallel worker processes; results do not depend on it (default 1)")
+    r.add_argument("--commit-frames", type=int, default=256,
+                   help="commit finished episodes to the store in batches of about this many "
+                   "frames: smaller loses less work to a crash, larger writes faster (default 256)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_render)
 

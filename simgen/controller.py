@@ -34,7 +34,7 @@ def make_action(pos, R, grip: float) -> np.ndarray:
 class CartesianController:
     """Turns end-effector pose targets into joint targets with a few DLS-IK iterations."""
 
-    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, iterations: int = 3,
+    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, iterations: int = 2,
                  max_joint_step: float = 0.25, nullspace_gain: float = 0.1):
         self.model = model
         self.scratch = mujoco.MjData(model)  # IK runs here, never on the simulated state
@@ -72,11 +72,12 @@ class CartesianController:
             mujoco.mju_quat2Vel(err[3:], dq_, 1.0)
             mujoco.mj_jacSite(self.model, s, self._jac[:3], self._jac[3:], self.site)
             J = self._jac[:, self.dadr]
-            JJt = J @ J.T + (self.damping ** 2) * np.eye(6)
-            dq = J.T @ np.linalg.solve(JJt, err)
-            # Null-space pull toward the home posture keeps the elbow where the expert expects it.
-            N = np.eye(7) - np.linalg.pinv(J) @ J
-            dq += N @ (self.nullspace_gain * (HOME_QPOS - q))
+            # Damped least squares, dq = J^T (J J^T + l^2 I)^-1 err, with a null-space pull
+            # toward the home posture (projector I - J^T (J J^T + l^2 I)^-1 J) so the elbow
+            # stays where the expert expects it. One solve serves both.
+            A = np.linalg.solve(J @ J.T + (self.damping ** 2) * np.eye(6), np.column_stack([err, J]))
+            dq = J.T @ A[:, 0]
+            dq += (np.eye(7) - J.T @ A[:, 1:]) @ (self.nullspace_gain * (HOME_QPOS - q))
             q = np.clip(q + np.clip(dq, -self.max_joint_step, self.max_joint_step), self.lo, self.hi)
         return q
 

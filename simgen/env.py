@@ -51,7 +51,9 @@ class Env:
         self.controller.apply(self.data, action)
         for _ in range(self.n_substeps):
             mujoco.mj_step(self.model, self.data)
-        mujoco.mj_forward(self.model, self.data)  # poses and images agree with qpos
+        # Poses, cameras and images agree with the final qpos (mj_step's are one sub-step old).
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
 
     def make_action(self, pos, R, grip: float) -> np.ndarray:
         return make_action(pos, R, grip)

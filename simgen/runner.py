@@ -3,6 +3,8 @@ in one process or a pool of workers, resuming wherever a previous run stopped.""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -19,7 +21,8 @@ from simgen.store import DEPTH_UNIT_M, Writer
 from tasks import get_task
 
 
-RUN_ONLY = ("episodes", "workers")  # how many and how fast: not part of a dataset's identity
+FLUSH_BYTES = 256 << 20
+RUN_ONLY = ("episodes", "workers", "commit_frames")  # how many and how fast: not part of a dataset's identity
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class RenderConfig:
     seg: bool = False
     workers: int = 1
     mesh_detail: float = DEFAULT_MESH_DETAIL
+    commit_frames: int = 256  # episodes are committed in batches of about this many frames
 
     def __post_init__(self):
         get_task(self.task)  # raises ValueError for an unknown task
@@ -46,6 +50,8 @@ class RenderConfig:
             raise ValueError("--workers must be at least 1")
         if not 0.0 < self.mesh_detail <= 1.0:
             raise ValueError("mesh_detail must be in (0, 1]")
+        if self.commit_frames < 1:
+            raise ValueError("--commit-frames must be at least 1")
         if self.seed < 0:
             raise ValueError("--seed must be non-negative")
 
@@ -97,6 +103,9 @@ _worker_env: Env | None = None
 
 def _init_worker(cfg: RenderConfig) -> None:
     global _worker_env
+    # Mesa's CPU rasteriser (llvmpipe) is fastest with one thread for these small images, and
+    # leaves the other cores to other workers and to the writer.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     _worker_env = cfg.make_env()
 
 
@@ -111,39 +120,49 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
         seeds = [cfg.seed + i for i in range(done, cfg.episodes)]
         bar = tqdm(total=cfg.episodes, initial=min(done, cfg.episodes), unit="ep",
                    desc=f"render {cfg.task}", disable=not progress, dynamic_ncols=True)
-        frames = 0
-        successes = 0
-        # Writes run on one thread in submission order, overlapping the next episode's render;
-        # at most two episodes wait in memory.
+        frames = successes = frames_first = 0
+        t_first = None
+        # Finished episodes are committed in batches of about cfg.commit_frames frames (or
+        # FLUSH_BYTES), on one writer thread in submission order; at most two batches wait in
+        # memory. A killed run loses at most the uncommitted batches, re-rendered on resume.
         with ThreadPoolExecutor(max_workers=1) as io:
-            pending = []
+            pending, batch = [], []
 
-            def commit(arrays, info):
-                nonlocal frames, successes
+            def flush():
                 while len(pending) >= 2:
                     pending.pop(0).result()
-                pending.append(io.submit(writer.append, arrays, _record(info)))
+                pending.append(io.submit(writer.append_many, list(batch)))
+                batch.clear()
+
+            def commit(arrays, info):
+                nonlocal frames, successes, t_first, frames_first
+                if t_first is None:  # steady-state rate: from the first finished episode on
+                    t_first, frames_first = time.perf_counter(), info["length"]
+                batch.append((arrays, _record(info)))
+                if (sum(len(a["action"]) for a, _ in batch) >= cfg.commit_frames
+                        or sum(v.nbytes for a, _ in batch for v in a.values()) >= FLUSH_BYTES):
+                    flush()
                 frames += info["length"]
                 successes += info["success"]
                 bar.update(1)
                 bar.set_postfix(success=f"{successes}/{bar.n - min(done, cfg.episodes)}")
 
-            if not seeds:
-                pass
-            elif cfg.workers == 1:
-                with cfg.make_env() as env:
-                    for s in seeds:
-                        commit(*run_episode(env, s))
-            else:
-                ctx = mp.get_context("spawn")  # GL contexts do not survive fork
+            if seeds:
+                # Episodes render in worker processes (GL contexts do not survive fork, hence
+                # spawn) while this process writes, so writing overlaps rendering even with one
+                # worker. imap keeps seed order, so the store does not depend on --workers.
+                ctx = mp.get_context("spawn")
                 with ctx.Pool(min(cfg.workers, len(seeds)), _init_worker, (cfg,)) as pool:
                     for arrays, info in pool.imap(_worker_episode, seeds):
                         commit(arrays, info)
+            if batch:
+                flush()
             for f in pending:
                 f.result()
+            steady = (frames - frames_first) / (time.perf_counter() - t_first) if len(seeds) > 1 else None
         bar.close()
         return {"episodes_written": len(seeds), "episodes_total": writer.n_episodes,
-                "frames_written": frames, "successes": successes}
+                "frames_written": frames, "successes": successes, "steady_steps_per_s": steady}
 
 
 def _record(info: dict) -> dict:

@@ -124,7 +124,7 @@ def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
     """Kill `simgen render` with SIGKILL at several moments; each time the store opens with only
     whole episodes, and re-running the same command finishes it identical to a clean run."""
     ref, path = tmp_path / "ref.zarr", tmp_path / "killed.zarr"
-    args = [*RENDER, "--episodes", 6, "--seed", 11, "--rgb"]
+    args = [*RENDER, "--episodes", 6, "--seed", 11, "--rgb", "--commit-frames", 1]
     run_cli(*args, "--out", ref, check=True)
     cmd = [sys.executable, "-m", "simgen", *map(str, args), "--out", str(path)]
     rng = np.random.default_rng(0)
