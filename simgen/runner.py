@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -101,11 +102,31 @@ def store_attrs(cfg: RenderConfig) -> dict:
 _worker_env: Env | None = None
 
 
+# A render worker is single-threaded by design (parallelism comes from more workers): Mesa's CPU
+# rasteriser and the BLAS behind numpy's small IK solves would otherwise each spin up threads
+# that busy-wait on every core, stealing the CPU that other workers and the writer need.
+WORKER_ENV = {"LP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _child_environment(values: dict[str, str]):
+    """Environment variables for processes started inside the block (the user's own win)."""
+    saved = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _init_worker(cfg: RenderConfig) -> None:
     global _worker_env
-    # Mesa's CPU rasteriser (llvmpipe) is fastest with one thread for these small images, and
-    # leaves the other cores to other workers and to the writer.
-    os.environ.setdefault("LP_NUM_THREADS", "1")
     _worker_env = cfg.make_env()
 
 
@@ -152,7 +173,9 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
                 # spawn) while this process writes, so writing overlaps rendering even with one
                 # worker. imap keeps seed order, so the store does not depend on --workers.
                 ctx = mp.get_context("spawn")
-                with ctx.Pool(min(cfg.workers, len(seeds)), _init_worker, (cfg,)) as pool:
+                with _child_environment(WORKER_ENV):
+                    pool = ctx.Pool(min(cfg.workers, len(seeds)), _init_worker, (cfg,))
+                with pool:
                     for arrays, info in pool.imap(_worker_episode, seeds):
                         commit(arrays, info)
             if batch:
