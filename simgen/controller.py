@@ -34,7 +34,7 @@ def make_action(pos, R, grip: float) -> np.ndarray:
 class CartesianController:
     """Turns end-effector pose targets into joint targets with a few DLS-IK iterations."""
 
-    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, iterations: int = 2,
+    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, iterations: int = 1,
                  max_joint_step: float = 0.25, nullspace_gain: float = 0.1):
         self.model = model
         self.scratch = mujoco.MjData(model)  # IK runs here, never on the simulated state

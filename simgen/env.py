@@ -49,6 +49,10 @@ class Env:
     def step(self, action: np.ndarray) -> None:
         """Apply one action and advance one control period."""
         self.controller.apply(self.data, action)
+        self.step_physics()
+
+    def step_physics(self) -> None:
+        """Advance one control period with the current servo targets."""
         for _ in range(self.n_substeps):
             mujoco.mj_step(self.model, self.data)
         # Poses, cameras and images agree with the final qpos (mj_step's are one sub-step old).

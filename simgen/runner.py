@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import time
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from simgen.cameras import get_cameras, nominal_extrinsics
 from simgen.controller import ACTION_DIM
 from simgen.env import CONTROL_HZ, Env, run_episode
 from simgen.scene import DEFAULT_MESH_DETAIL, FIRST_OBJECT_SEGMENT, SEGMENTS
-from simgen.store import DEPTH_UNIT_M, Writer
+from simgen.store import DEPTH_UNIT_M, Writer, depth_to_stored
 from tasks import get_task
 
 
@@ -99,13 +100,11 @@ def store_attrs(cfg: RenderConfig) -> dict:
     return attrs
 
 
-_worker_env: Env | None = None
-
-
 # A render worker is single-threaded by design (parallelism comes from more workers): Mesa's CPU
 # rasteriser and the BLAS behind numpy's small IK solves would otherwise each spin up threads
 # that busy-wait on every core, stealing the CPU that other workers and the writer need.
-WORKER_ENV = {"LP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+# LP_NUM_THREADS=0 makes llvmpipe rasterise in the calling thread: fastest for small images.
+WORKER_ENV = {"LP_NUM_THREADS": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1"}
 
 
@@ -125,13 +124,66 @@ def _child_environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def _init_worker(cfg: RenderConfig) -> None:
-    global _worker_env
-    _worker_env = cfg.make_env()
+def _render_one(env: Env, seed: int):
+    arrays, info = run_episode(env, seed)
+    for k in arrays:  # quantise here: half the bytes to send, and the writer's CPU is scarcer
+        if k.endswith("_depth"):
+            arrays[k] = depth_to_stored(arrays[k])
+    return arrays, info
 
 
-def _worker_episode(seed: int):
-    return run_episode(_worker_env, seed)
+def _worker_main(cfg: RenderConfig, seeds: list[int], results) -> None:
+    """Render `seeds` in order and put ('ok', seed, (arrays, info)) on `results`; on failure put
+    ('error', seed, message). Stops early if the parent process has died."""
+    parent = os.getppid()
+    seed = None
+    try:
+        with cfg.make_env() as env:
+            for seed in seeds:
+                # mp.Queue sends from a background thread: rendering goes on meanwhile.
+                results.put(("ok", seed, _render_one(env, seed)))
+                if os.getppid() != parent:
+                    return
+    except BaseException as e:  # report, don't hang the parent
+        results.put(("error", seed, f"{type(e).__name__}: {e}"))
+
+
+def render_episodes(cfg: RenderConfig, seeds: list[int]):
+    """Yield (arrays, info) for `seeds`, in seed order, rendered by cfg.workers processes.
+
+    Worker k renders seeds[k::workers]; results are put back in order here, so the output does
+    not depend on the number of workers. A worker that fails or dies raises RuntimeError."""
+    n = max(1, min(cfg.workers, len(seeds)))
+    ctx = mp.get_context("spawn")  # GL contexts do not survive fork
+    results = ctx.Queue(maxsize=2 * n)  # bounds the episodes waiting in memory
+    with _child_environment(WORKER_ENV):
+        procs = [ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results), daemon=True)
+                 for k in range(n)]
+        for p in procs:
+            p.start()
+    index = {s: i for i, s in enumerate(seeds)}
+    waiting, nxt = {}, 0
+    try:
+        while nxt < len(seeds):
+            try:
+                kind, seed, payload = results.get(timeout=2.0)
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a render worker died (exit code {dead[0].exitcode})") from None
+                continue
+            if kind == "error":
+                raise RuntimeError(f"render worker failed on seed {seed}: {payload}")
+            waiting[index[seed]] = payload
+            while nxt in waiting:
+                yield waiting.pop(nxt)
+                nxt += 1
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
 
 
 def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
@@ -168,16 +220,10 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
                 bar.update(1)
                 bar.set_postfix(success=f"{successes}/{bar.n - min(done, cfg.episodes)}")
 
-            if seeds:
-                # Episodes render in worker processes (GL contexts do not survive fork, hence
-                # spawn) while this process writes, so writing overlaps rendering even with one
-                # worker. imap keeps seed order, so the store does not depend on --workers.
-                ctx = mp.get_context("spawn")
-                with _child_environment(WORKER_ENV):
-                    pool = ctx.Pool(min(cfg.workers, len(seeds)), _init_worker, (cfg,))
-                with pool:
-                    for arrays, info in pool.imap(_worker_episode, seeds):
-                        commit(arrays, info)
+            # Episodes render in worker processes while this process writes, so writing
+            # overlaps rendering even with one worker.
+            for arrays, info in render_episodes(cfg, seeds) if seeds else ():
+                commit(arrays, info)
             if batch:
                 flush()
             for f in pending:

@@ -262,8 +262,8 @@ class Writer:
         with zarr.config.set({"codec_pipeline.batch_size": 64}):  # halves per-chunk overhead
             for key in sorted(keys):
                 value = np.concatenate([a[key] for a, _ in episodes])
-                if _image_kind(key) == "depth":
-                    value = depth_to_stored(value)
+                if _image_kind(key) == "depth" and value.dtype != np.uint16:
+                    value = depth_to_stored(value)  # float metres; uint16 is already stored units
                 a = self._array_for(key, value)
                 a.resize((start + total, *a.shape[1:]))
                 a[start:start + total] = value
