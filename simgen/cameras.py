@@ -99,7 +99,7 @@ def extrinsics_cv(cam_xpos: np.ndarray, cam_xmat: np.ndarray) -> np.ndarray:
 # Presets. `front` looks at the table from about 1 m like robosuite's agentview; `wrist` is
 # robosuite's eye_in_hand camera on the Panda hand.
 CAMERAS: dict[str, CameraConfig] = {
-    "front": CameraConfig("front", fovy_deg=45.0, pos=(0.95, 0.0, 1.35), target=(-0.25, 0.0, 0.95)),
+    "front": CameraConfig("front", fovy_deg=45.0, pos=(0.75, 0.0, 1.35), target=(-0.1, 0.0, 0.85)),
     "wrist": CameraConfig("wrist", fovy_deg=75.0, pos=(0.05, 0.0, 0.0), body="robot/right_hand",
                           quat=(0.0, 0.707107, 0.707107, 0.0)),
 }

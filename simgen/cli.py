@@ -73,14 +73,17 @@ def cmd_info(args) -> int:
         K = c["K"]
         print(f"camera     {name}: {c['width']}x{c['height']} fx={K[0][0]:.2f} fy={K[1][1]:.2f} "
               f"cx={K[0][2]:.2f} cy={K[1][2]:.2f} mount={c['mount']}")
-    print(f"{'array':<22}{'shape':<22}{'dtype':<9}{'chunks':<20}{'on disk':>12}{'per frame':>12}")
+    print(f"{'array':<20}{'shape':<21}{'dtype':<9}{'chunks':<18}{'shards':<18}{'on disk':>10}"
+          f"{'per frame':>11}")
     total = 0
     for k in s.keys():
         a = s.array(k)
         b = _bytes_on_disk(s.path / "data" / k)
         total += b
         per = f"{b / a.shape[0]:.0f} B" if a.shape[0] else "-"
-        print(f"{k:<22}{str(a.shape):<22}{str(a.dtype):<9}{str(a.chunks):<20}{b / 1e6:>10.2f}MB{per:>12}")
+        shards = str(a.shards) if a.shards else "-"
+        print(f"{k:<20}{str(a.shape):<21}{str(a.dtype):<9}{str(a.chunks):<18}{shards:<18}"
+              f"{b / 1e6:>8.2f}MB{per:>11}")
     print(f"total on disk {_bytes_on_disk(s.path) / 1e6:.2f} MB (data {total / 1e6:.2f} MB)")
     return 0
 
