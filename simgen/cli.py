@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -43,7 +44,11 @@ def cmd_render(args) -> int:
                            commit_frames=args.commit_frames)
     except ValueError as e:
         raise CliError(str(e)) from None
-    summary = render_dataset(cfg, args.out, progress=not args.quiet)
+    try:
+        summary = render_dataset(cfg, args.out, progress=not args.quiet)
+    except RuntimeError as e:  # a render worker failed or died; the store holds whole episodes
+        print(f"simgen: error: {e}; re-run the same command to resume", file=sys.stderr)
+        return 1
     print(f"{args.out}: wrote {summary['episodes_written']} episodes "
           f"({summary['frames_written']} frames, {summary['successes']} successful); "
           f"store holds {summary['episodes_total']}")
@@ -174,6 +179,9 @@ def main(argv=None) -> int:
     except (CliError, StoreError) as e:
         print(f"simgen: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("simgen: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -159,3 +159,22 @@ def test_extending_a_store_appends_the_next_seeds(tmp_path):
     run_cli(*RENDER, "--episodes", 1, "--seed", 5, "--out", path, "--no-rgb", check=True)
     run_cli(*RENDER, "--episodes", 2, "--seed", 5, "--out", path, "--no-rgb", check=True)
     assert [e["seed"] for e in Store(path).episodes] == [5, 6]
+
+
+def test_a_dead_render_worker_is_reported_not_waited_for():
+    import multiprocessing as mp
+
+    from simgen.runner import RenderConfig, render_episodes
+
+    cfg = RenderConfig(task="pick", episodes=6, cameras=("front",), width=32, height=32, rgb=False,
+                       workers=2)
+    gen = render_episodes(cfg, list(range(6)))
+    arrays, info = next(gen)
+    assert info["seed"] == 0 and arrays["front_depth"].dtype == np.uint16
+    workers = mp.active_children()
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="worker died"):
+        for _ in gen:
+            pass
+    assert not any(p.is_alive() for p in workers)
