@@ -9,8 +9,8 @@ EXTRAS=${1:-}
 
 # EGL/OSMesa for headless MuJoCo rendering; gcc/python headers to build robosuite's evdev.
 APT_PKGS="libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 libgl1 libglib2.0-0 gcc python3-dev python3-venv"
-missing=$(for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-if [ -n "$missing" ]; then
+missing=$(for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done | tr "\n" " ")
+if [ -n "${missing// /}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing system packages: $missing"
     apt-get update -qq
