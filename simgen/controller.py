@@ -11,7 +11,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from simgen.scene import ARM_JOINTS, EEF_SITE, FINGER_JOINTS, HOME_QPOS
+from simgen.scene import ARM_JOINTS, EEF_SITE, HOME_QPOS
 
 ACTION_DIM = 10
 FINGER_OPEN = 0.04  # m per finger

@@ -75,7 +75,7 @@ class Env:
             "eef_quat": quat.astype(np.float32),
             "object_pose": np.array([d.qpos[a:a + 7] for a in self._obj_q], np.float32),
         }
-        for cam, cid in zip(self.cameras, self._cam_ids):
+        for cam, cid in zip(self.cameras, self._cam_ids, strict=True):
             out[f"{cam.name}_extrinsics"] = extrinsics_cv(d.cam_xpos[cid], d.cam_xmat[cid]).astype(np.float32)
         return out
 

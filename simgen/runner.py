@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import mujoco
-import numpy as np
 from tqdm import tqdm
 
 import simgen

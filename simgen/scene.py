@@ -81,7 +81,7 @@ def build_robot(mesh_detail: float = DEFAULT_MESH_DETAIL) -> mujoco.MjSpec:
     for act in list(robot.actuators):
         if act.name.startswith("torq_j"):
             robot.delete(act)
-    for i, (kp, fmax) in enumerate(zip(ARM_KP, ARM_FORCE), start=1):
+    for i, (kp, fmax) in enumerate(zip(ARM_KP, ARM_FORCE, strict=True), start=1):
         j = robot.joint(f"joint{i}")
         j.armature = 0.1
         a = robot.add_actuator(name=f"arm{i}", target=f"joint{i}", trntype=mujoco.mjtTrn.mjTRN_JOINT)

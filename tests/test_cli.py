@@ -1,13 +1,11 @@
 """Items 8 and 9: the command line, its help, previews, and one-line errors on bad input."""
 import hashlib
-import json
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import imageio.v2 as imageio
-import numpy as np
 import pytest
 import zarr
 
@@ -81,7 +79,6 @@ def _assert_error(p, fragment):
 ])
 def test_bad_render_arguments(tmp_path, args, fragment):
     out = tmp_path / "never.zarr"
-    base = {"--episodes": "1"}
     argv = ["render", "--out", out, *args]
     if "--episodes" not in args:
         argv += ["--episodes", "1"]

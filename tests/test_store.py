@@ -1,5 +1,4 @@
 """Items 6, 7 and 10: store layout, crash safety and resume, determinism across workers."""
-import json
 import os
 import signal
 import subprocess
@@ -10,8 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from simgen.store import (DEPTH_UNIT_M, SCHEMA, SCHEMA_VERSION, Store, Writer, check_store,
-                          depth_from_stored, depth_to_stored)
+from simgen.store import (DEPTH_UNIT_M, SCHEMA, SCHEMA_VERSION, Store, Writer, depth_from_stored, depth_to_stored)
 from tests.conftest import run_cli
 
 RENDER = ["render", "--task", "pick", "--cameras", "front,wrist", "--resolution", "64x48", "--quiet"]
@@ -129,7 +127,7 @@ def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
     cmd = [sys.executable, "-m", "simgen", *map(str, args), "--out", str(path)]
     rng = np.random.default_rng(0)
     seen_partial = False
-    for attempt in range(6):
+    for _attempt in range(6):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(float(rng.uniform(1.0, 4.0)))
         p.send_signal(signal.SIGKILL)
