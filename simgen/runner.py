@@ -1,5 +1,5 @@
-"""`simgen render`: roll out a task's expert for many seeds and append episodes to a store,
-in one process or a pool of workers, resuming wherever a previous run stopped."""
+"""`simgen render`: roll out a task's expert for many seeds in worker processes and append the
+episodes to a store, resuming wherever a previous run stopped."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -220,11 +220,14 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
                 bar.set_postfix(success=f"{successes}/{bar.n - min(done, cfg.episodes)}")
 
             # Episodes render in worker processes while this process writes, so writing
-            # overlaps rendering even with one worker.
-            for arrays, info in render_episodes(cfg, seeds) if seeds else ():
-                commit(arrays, info)
-            if batch:
-                flush()
+            # overlaps rendering even with one worker. Whatever happens, the whole episodes
+            # already rendered are committed before leaving.
+            try:
+                for arrays, info in render_episodes(cfg, seeds) if seeds else ():
+                    commit(arrays, info)
+            finally:
+                if batch:
+                    flush()
             for f in pending:
                 f.result()
             steady = (frames - frames_first) / (time.perf_counter() - t_first) if len(seeds) > 1 else None
