@@ -136,3 +136,15 @@ def nominal_extrinsics(cam: CameraConfig) -> list[list[float]] | None:
     T[:3, :3] = look_at(cam.pos, cam.target) @ MJ_TO_CV
     T[:3, 3] = cam.pos
     return T.round(9).tolist()
+
+
+def set_mujoco_intrinsics(cam, K: np.ndarray, width: int, height: int) -> None:
+    """Give an MjSpec camera the exact pinhole intrinsics K (OpenCV convention) at width x height.
+
+    MuJoCo measures the principal point from the image centre with the opposite sign to
+    OpenCV's pixel coordinates (checked by rendering points at known positions)."""
+    K = np.asarray(K, float)
+    cam.resolution = [width, height]
+    cam.sensor_size = [width, height]  # sensor measured in pixels: focal lengths in pixels too
+    cam.focal_pixel = [K[0, 0], K[1, 1]]
+    cam.principal_pixel = [(width - 1) / 2 - K[0, 2], (height - 1) / 2 - K[1, 2]]

@@ -1,0 +1,5 @@
+import sys
+
+from realdiff.cli import main
+
+sys.exit(main())
