@@ -1,1 +1,6 @@
-"""realdiff: RealD²iff, the clean-to-noisy depth diffusion model (arrives with issues 3 and 4)."""
+"""realdiff: real versus simulated depth. Pairing real captures with digital-twin renders
+(`realdiff pair`), the noise-model interface and baseline sensor models (`load_noiser`), realism
+metrics; RealD²iff, the clean-to-noisy diffusion model, arrives with issue 4."""
+from realdiff.noise_models import as_noiser, load_noiser
+
+__all__ = ["load_noiser", "as_noiser"]

@@ -1,0 +1,655 @@
+"""Depth noise models: one interface, and four baselines of a structured-light (Kinect v1) sensor.
+
+The interface
+-------------
+A noise model turns clean depth into realistic noisy depth::
+
+    noisy = model.noisify(depth, K, rng)      # or model(depth, K, rng)
+
+- ``depth``: numpy float32 array (B, H, W), z-depth in metres along the optical axis, 0 = no reading;
+- ``K``: 3x3 intrinsics, OpenCV convention (fx = K[0,0], fy = K[1,1], cx = K[0,2], cy = K[1,2], pixel
+  centres at integer coordinates);
+- ``rng``: a ``numpy.random.Generator``; the same seed gives the same output;
+- ``noisy``: float32 (B, H, W) metres, 0 = no reading. Pixels that are 0 in ``depth`` stay 0. The input
+  is never modified.
+
+Any plain function ``f(depth, K, rng)`` with this contract is a noise model too: ``as_noiser(f)`` wraps
+it (with the same input and output checks). Models are saved with ``model.to_json()`` and loaded with
+``load_noiser(name_or_path)``; ``Model.fit(clean, real, K)`` estimates a model's parameters from pairs
+of clean and real sensor depth.
+
+The models
+----------
+``identity``
+    The clean depth, unchanged.
+
+``gaussian``
+    z' = z + N(0, sigma^2) on valid pixels; a value <= 0 becomes 0 (no reading).
+
+``axial-lateral``
+    Nguyen, Izadi & Lovell (2012), "Modeling Kinect sensor noise for improved 3D reconstruction and
+    tracking", 3DIMPVT. With theta the angle between the surface normal (from depth gradients,
+    back-projected with K) and the viewing ray, clipped to theta_max < pi/2::
+
+        axial   sigma_z(z, theta) = a + b (z - c)^2 + d / sqrt(z) * theta^2 / (pi/2 - theta)^2   [m]
+                a = 0.0012, b = 0.0019, c = 0.4, d = 0.0001   (z in m, theta in rad)
+        lateral sigma_L(theta)    = 0.8 + 0.035 * theta / (pi/2 - theta)   [px of the 585 px Kinect]
+
+    Each pixel reads the clean depth at its position shifted by N(0, sigma_L^2) in u and in v (nearest
+    neighbour, so depth edges do not blend), then z' = z + s * sigma_z * N(0, 1) with a fitted scale s.
+    A pixel drops out with probability 1 - (1 - p_drop)(1 - p_theta), where p_theta rises linearly from
+    0 at ``grazing_start_deg`` to 1 at 90 degrees.
+
+``structured-light``
+    A simulation of a Kinect-style triangulating sensor, in the spirit of Barron & Malik (2013),
+    "Intrinsic scene properties from a single RGB-D image", CVPR, and Handa, Whelan, McDonald & Davison
+    (2014), "A benchmark for RGB-D visual odometry, 3D reconstruction and SLAM", ICRA (their Kinect
+    noise model: disparity with sub-pixel shifts, quantisation and interpolation).
+
+    Geometry: the projector sits at (+b, 0, 0) in camera coordinates (x right, b = 0.075 m), parallel
+    to the camera and with the same focal length. A surface point at depth z seen at camera column u
+    lies on projector column u - d, with the disparity d = b fx / z (image pixels).
+
+    1. Projector shadows. Pixel u receives no light when a pixel further toward the projector (u' > u)
+       lies on the same or an earlier projector column: min over u' > u of (u' - d(u')) <= u - d(u).
+       Shadows therefore fall on the far surface just left (-x) of an object's left edge.
+    2. Dot pattern. A fixed pseudo-random binary dot pattern (density ``dot_density``, from
+       ``pattern_seed``, not from rng) is projected; pixel u sees the dot at projector column
+       round(u - d). A pixel is invalid when its ``window_px`` x ``window_px`` window holds fewer than
+       ``min_dots`` visible dots (no dots on holes or in shadow), and when the disparity range in the
+       window exceeds ``max_disparity_range_px`` (block matching fails on depth discontinuities).
+    3. Measurement. Each pixel reads the disparity at its position shifted by N(0, shift_px^2)
+       (nearest neighbour), in the sensor's own disparity units D = d * sensor_fx / fx, adds
+       N(0, sigma_disparity_px^2) and quantises to 1/8 pixel: D_q = round(8 D) / 8. Then
+       z' = b sensor_fx / D_q, so depth steps are z^2 / (8 b sensor_fx) (5.6 mm at 1.4 m), whatever
+       the image resolution. Pixels also drop out with probability ``p_drop``, and readings outside
+       [min_depth_m, max_depth_m] are dropped.
+
+Pixel-sized parameters: the lateral noise of both Kinect models (``lateral_px``, ``shift_px``) is
+given in pixels of the 585 px Kinect image and scaled by fx / sensor_fx, so it is the same in metres
+at any resolution. The dot pattern, its window and ``max_disparity_range_px`` act on the image's own
+pixels: faithful at 640x480, fx = 585, and a caricature at much coarser resolutions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+
+PARAMS_DIR = Path(__file__).resolve().parent / "params"  # fitted parameters: params/<name>.json
+KINECT_FX = 585.0  # Kinect v1 depth camera focal length at 640x480 (pixels)
+KINECT_BASELINE_M = 0.075  # Kinect v1 projector-to-camera baseline (metres)
+_MAX_FIT_PIXELS = 2_000_000  # pixels sampled for residual statistics in fit()
+_MAX_FIT_FRAMES = 16  # frames used where fit() needs image geometry (normals, masks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input and output checks
+
+
+def validate_depth(depth: Any) -> np.ndarray:
+    """Check a depth batch: numpy float32 (B, H, W), finite, >= 0 (0 = no reading). Returns it."""
+    if not isinstance(depth, np.ndarray):
+        raise ValueError(f"depth must be a numpy array, got {type(depth).__name__}")
+    if depth.ndim != 3:
+        raise ValueError(f"depth must have shape (B, H, W), got shape {depth.shape}")
+    if 0 in depth.shape:
+        raise ValueError(f"depth is empty: shape {depth.shape}")
+    if depth.dtype != np.float32:
+        raise ValueError(f"depth must be float32 metres, got dtype {depth.dtype}")
+    if not np.isfinite(depth).all():
+        raise ValueError("depth contains NaN or inf (use 0 for no reading)")
+    if (depth < 0).any():
+        raise ValueError("depth contains negative values (use 0 for no reading)")
+    return depth
+
+
+def validate_K(K: Any) -> np.ndarray:
+    """Check a 3x3 intrinsic matrix (finite, fx, fy > 0). Returns it as a float64 array."""
+    try:
+        K = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("K must be a 3x3 numeric matrix") from None
+    if K.shape != (3, 3):
+        raise ValueError(f"K must have shape (3, 3), got shape {K.shape}")
+    if not np.isfinite(K).all():
+        raise ValueError("K contains NaN or inf")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"K must have positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
+    return K
+
+
+def _validate_rng(rng: Any) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
+
+
+def _check_output(out: Any, depth: np.ndarray, name: str) -> np.ndarray:
+    """Raise ValueError naming the model unless out honours the output contract for input depth."""
+    problem = None
+    if not isinstance(out, np.ndarray):
+        problem = f"a {type(out).__name__}, not a numpy array"
+    elif out.shape != depth.shape:
+        problem = f"shape {out.shape}, expected {depth.shape}"
+    elif out.dtype != np.float32:
+        problem = f"dtype {out.dtype}, expected float32"
+    elif not np.isfinite(out).all():
+        problem = "NaN or inf"
+    elif (out < 0).any():
+        problem = "negative depth"
+    elif (out[depth == 0] != 0).any():
+        problem = "readings at pixels that had none (0) in the input"
+    if problem:
+        raise ValueError(f"noise model {name!r} returned {problem}")
+    return out
+
+
+def _check_pairs(clean: Any, real: Any, K: Any) -> np.ndarray:
+    """Validate fit() inputs; returns K as float64."""
+    validate_depth(clean)
+    validate_depth(real)
+    if clean.shape != real.shape:
+        raise ValueError(f"clean and real depth differ in shape: {clean.shape} vs {real.shape}")
+    return validate_K(K)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The base class
+
+
+class NoiseModel:
+    """Base of all noise models: validates inputs, calls ``_noisify``, checks its output.
+
+    Subclasses are dataclasses of their parameters and set ``name`` and ``version`` (bump the
+    version when the meaning of the parameters changes: saved files of another version are refused).
+    """
+
+    name: ClassVar[str] = "base"
+    version: ClassVar[str] = "1"
+
+    def __post_init__(self) -> None:
+        # Store parameters as plain Python numbers, so that params() is JSON-serialisable.
+        for f in dataclasses.fields(self):
+            type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            kind = {"float": float, "int": int}.get(type_name)
+            if kind is not None:
+                value = getattr(self, f.name)
+                if kind is int and not float(value).is_integer():
+                    raise ValueError(f"{self.name}: {f.name} must be an integer, got {value!r}")
+                setattr(self, f.name, kind(value))
+
+    def params(self) -> dict:
+        """The model's parameters as a JSON-serialisable dict (the constructor's keyword arguments)."""
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Clean depth (B, H, W) float32 m -> noisy depth, same shape, float32, 0 = no reading."""
+        validate_depth(depth)
+        K = validate_K(K)
+        _validate_rng(rng)
+        view = depth.view()
+        view.flags.writeable = False  # a model that tried to modify its input would fail loudly
+        out = self._noisify(view, K, rng)
+        _check_output(out, depth, self.name)
+        return out.copy() if np.may_share_memory(out, depth) else out
+
+    def __call__(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.noisify(depth, K, rng)
+
+    def _noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def fit(cls, clean: np.ndarray, real: np.ndarray, K: np.ndarray) -> NoiseModel:
+        """Estimate parameters from clean/real depth pairs ((B, H, W) float32 m, 0 = no reading)."""
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        """The model as JSON: {"name", "version", "params"}; ``load_noiser(path)`` reads it back."""
+        return json.dumps({"name": self.name, "version": self.version, "params": self.params()},
+                          indent=2)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared numerics
+
+
+def _robust_std(x: np.ndarray) -> float:
+    """1.4826 * median absolute deviation: the std of a Gaussian, insensitive to outliers."""
+    if x.size == 0:
+        raise ValueError("no pixels valid in both clean and real depth to fit on")
+    x = x.astype(np.float64)
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _paired_pixels(clean: np.ndarray, real: np.ndarray, max_pixels: int = _MAX_FIT_PIXELS):
+    """A fixed random sample of pixels: (clean, real) values, 1-D, where clean > 0."""
+    c, r = clean.reshape(-1), real.reshape(-1)
+    if c.size > max_pixels:
+        idx = np.random.default_rng(0).integers(0, c.size, max_pixels)
+        c, r = c[idx], r[idx]
+    keep = c > 0
+    return c[keep], r[keep]
+
+
+def _inliers(c: np.ndarray, r: np.ndarray, max_error_m: float = 0.1) -> np.ndarray:
+    """Mask of pixel pairs valid in both with |real - clean| < max_error_m (excludes gross errors)."""
+    return (c > 0) & (r > 0) & (np.abs(r - c) < max_error_m)
+
+
+def _frame_subset(n: int, k: int = _MAX_FIT_FRAMES) -> np.ndarray:
+    """Up to k frame indices spread evenly over n frames."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+
+
+def _valid_diff(P: np.ndarray, valid: np.ndarray, axis: int) -> np.ndarray:
+    """Derivative of points P (3, H, W) along image axis 1 (v) or 2 (u), joining valid pixels only.
+
+    The mean of the forward and backward differences whose two pixels are both valid: a central
+    difference inside a surface, one-sided next to a hole or the image border, 0 when neither exists.
+    """
+    Pm = np.moveaxis(P, axis, -1)
+    vm = np.moveaxis(valid, axis - 1, -1)
+    ok = vm[..., 1:] & vm[..., :-1]
+    step = np.where(ok, Pm[..., 1:] - Pm[..., :-1], 0)
+    step = np.pad(step, [(0, 0)] * (step.ndim - 1) + [(1, 1)])
+    okp = np.pad(ok, [(0, 0)] * (ok.ndim - 1) + [(1, 1)]).astype(np.float32)
+    grad = (step[..., 1:] + step[..., :-1]) / np.maximum(okp[..., 1:] + okp[..., :-1], 1)
+    return np.moveaxis(grad, -1, axis)
+
+
+def _incidence_angle(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    B, H, W = depth.shape
+    uu, vv = np.meshgrid(np.arange(W), np.arange(H))
+    pixels = np.stack([uu, vv, np.ones_like(uu)]).astype(np.float64)
+    rays = np.einsum("ij,jhw->ihw", np.linalg.inv(K), pixels).astype(np.float32)  # K^-1 [u, v, 1]
+    theta = np.zeros(depth.shape, np.float32)
+    for i in range(B):  # one frame at a time keeps memory small
+        z = depth[i]
+        valid = z > 0
+        P = rays * z  # back-projected points (3, H, W)
+        n = np.cross(_valid_diff(P, valid, 2), _valid_diff(P, valid, 1), axis=0)  # surface normal
+        num = np.abs((n * P).sum(0))
+        den = np.linalg.norm(n, axis=0) * np.linalg.norm(P, axis=0)
+        cos = np.divide(num, den, out=np.ones_like(num), where=den > 0)
+        theta[i] = np.arccos(np.clip(cos, 0.0, 1.0))
+    return theta
+
+
+def incidence_angle(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Angle (rad, 0..pi/2) between each pixel's surface normal and its viewing ray, (B, H, W) float32.
+
+    Normals are cross products of the back-projected points' derivatives along u and v, taken between
+    valid pixels only; 0 where no normal can be estimated (isolated pixels, holes). Across a depth
+    discontinuity the estimate is grazing (close to pi/2), as a real sensor sees it.
+    """
+    return _incidence_angle(validate_depth(depth), validate_K(K))
+
+
+def _jitter_nearest(arrays: list, sigma_v, sigma_u, rng: np.random.Generator) -> list:
+    """Each output pixel reads the arrays (B, H, W) at its position + N(0, sigma^2) per axis, rounded to
+    the nearest pixel (clamped to the image), so no values are blended across edges. The same shift is
+    used for every array. sigma may be a scalar or a (B, H, W) array, in pixels."""
+    B, H, W = arrays[0].shape
+    dv = rng.standard_normal((B, H, W), dtype=np.float32) * sigma_v
+    du = rng.standard_normal((B, H, W), dtype=np.float32) * sigma_u
+    rows = np.clip(np.rint(np.arange(H, dtype=np.float32)[:, None] + dv), 0, H - 1).astype(np.intp)
+    cols = np.clip(np.rint(np.arange(W, dtype=np.float32)[None, :] + du), 0, W - 1).astype(np.intp)
+    frames = np.arange(B)[:, None, None]
+    return [a[frames, rows, cols] for a in arrays]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The models
+
+
+@dataclasses.dataclass(repr=False)
+class Identity(NoiseModel):
+    """No noise: returns a copy of the clean depth."""
+
+    name = "identity"
+    version = "1"
+
+    def _noisify(self, depth, K, rng):
+        return depth.copy()
+
+    @classmethod
+    def fit(cls, clean, real, K):
+        """Nothing to estimate: returns Identity()."""
+        _check_pairs(clean, real, K)
+        return cls()
+
+
+@dataclasses.dataclass(repr=False)
+class Gaussian(NoiseModel):
+    """z' = z + N(0, sigma^2) on valid pixels; z' <= 0 becomes 0 (no reading).
+
+    sigma: noise std in metres (default 3 mm, a Kinect v1 at about 1.2 m).
+    """
+
+    sigma: float = 0.003
+    name = "gaussian"
+    version = "1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(self.sigma >= 0, f"gaussian: sigma must be >= 0, got {self.sigma}")
+
+    def _noisify(self, depth, K, rng):
+        out = depth + np.float32(self.sigma) * rng.standard_normal(depth.shape, dtype=np.float32)
+        out[(depth == 0) | (out <= 0)] = 0
+        return out
+
+    @classmethod
+    def fit(cls, clean, real, K):
+        """sigma = 1.4826 * MAD of (real - clean) over pixels valid in both with |real - clean| < 0.1 m."""
+        _check_pairs(clean, real, K)
+        c, r = _paired_pixels(clean, real)
+        keep = _inliers(c, r)
+        return cls(sigma=_robust_std(r[keep] - c[keep]))
+
+
+@dataclasses.dataclass(repr=False)
+class AxialLateral(NoiseModel):
+    """Kinect v1 noise after Nguyen, Izadi & Lovell (2012): depth- and angle-dependent axial noise,
+    lateral jitter of the sampling position, random and grazing-angle dropout (module docstring).
+
+    axial_scale: factor on sigma_z (fitted); a, b, c, d: sigma_z coefficients (m, m^-1, m, m^1.5);
+    lateral_px, lateral_theta_px: sigma_L = lateral_px + lateral_theta_px * theta / (pi/2 - theta)
+    in pixels of a sensor_fx-pixel image; theta_max_deg: theta is clipped to this in the sigmas;
+    p_drop: per-pixel random dropout; grazing_start_deg: angle above which dropout rises linearly to 1
+    at 90 degrees; sensor_fx: the emulated sensor's focal length (px).
+    """
+
+    axial_scale: float = 1.0
+    a: float = 0.0012
+    b: float = 0.0019
+    c: float = 0.4
+    d: float = 0.0001
+    lateral_px: float = 0.8
+    lateral_theta_px: float = 0.035
+    theta_max_deg: float = 80.0
+    p_drop: float = 0.005
+    grazing_start_deg: float = 70.0
+    sensor_fx: float = KINECT_FX
+    name = "axial-lateral"
+    version = "1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("axial_scale", "a", "b", "d", "lateral_px", "lateral_theta_px"):
+            _require(getattr(self, key) >= 0, f"axial-lateral: {key} must be >= 0")
+        _require(0 <= self.p_drop <= 1, "axial-lateral: p_drop must be in [0, 1]")
+        _require(0 < self.theta_max_deg < 90, "axial-lateral: theta_max_deg must be in (0, 90)")
+        _require(0 <= self.grazing_start_deg < 90, "axial-lateral: grazing_start_deg must be in [0, 90)")
+        _require(self.sensor_fx > 0, "axial-lateral: sensor_fx must be > 0")
+
+    def axial_sigma(self, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """sigma_z(z, theta) in metres (without axial_scale), theta clipped to theta_max_deg."""
+        t = np.minimum(theta, np.float32(math.radians(self.theta_max_deg)))
+        z = np.where(z > 0, z, 1).astype(np.float32)
+        return (self.a + self.b * (z - self.c) ** 2
+                + self.d / np.sqrt(z) * t ** 2 / (np.pi / 2 - t) ** 2).astype(np.float32)
+
+    def lateral_sigma_px(self, theta: np.ndarray) -> np.ndarray:
+        """sigma_L(theta) in pixels of the sensor_fx image, theta clipped to theta_max_deg."""
+        t = np.minimum(theta, np.float32(math.radians(self.theta_max_deg)))
+        return (self.lateral_px + self.lateral_theta_px * t / (np.pi / 2 - t)).astype(np.float32)
+
+    def grazing_dropout(self, theta: np.ndarray) -> np.ndarray:
+        """Dropout probability from the angle: 0 below grazing_start_deg, rising linearly to 1 at 90."""
+        start = math.radians(self.grazing_start_deg)
+        return np.clip((theta - start) / (np.pi / 2 - start), 0, 1).astype(np.float32)
+
+    def _noisify(self, depth, K, rng):
+        theta = _incidence_angle(depth, K)
+        sigma_l = self.lateral_sigma_px(theta) / np.float32(self.sensor_fx)
+        z, theta = _jitter_nearest([depth, theta], sigma_l * K[1, 1], sigma_l * K[0, 0], rng)
+        sigma_z = np.float32(self.axial_scale) * self.axial_sigma(z, theta)
+        noisy = z + sigma_z * rng.standard_normal(z.shape, dtype=np.float32)
+        p_keep = (1 - self.p_drop) * (1 - self.grazing_dropout(theta))
+        dropped = rng.random(z.shape, dtype=np.float32) >= p_keep
+        keep = (depth > 0) & (z > 0) & (noisy > 0) & ~dropped
+        return np.where(keep, noisy, 0).astype(np.float32)
+
+    @classmethod
+    def fit(cls, clean, real, K):
+        """axial_scale: robust std of (real - clean) / sigma_z(z, theta), which makes the model's
+        residual std match the real one across depths (pixels valid in both, |real - clean| < 0.1 m,
+        from up to 16 frames); p_drop: so that the expected hole rate where clean is valid,
+        1 - (1 - p_drop) * mean(1 - p_theta), equals the real one."""
+        K = _check_pairs(clean, real, K)
+        base = cls()
+        frames = _frame_subset(len(clean))
+        c, r = clean[frames], real[frames]
+        theta = _incidence_angle(c, K)
+        keep = _inliers(c, r)
+        c_in, r_in, t_in = c[keep], r[keep], theta[keep]
+        if c_in.size > _MAX_FIT_PIXELS:
+            idx = np.random.default_rng(0).integers(0, c_in.size, _MAX_FIT_PIXELS)
+            c_in, r_in, t_in = c_in[idx], r_in[idx], t_in[idx]
+        scale = _robust_std((r_in - c_in) / base.axial_sigma(c_in, t_in))
+
+        cs, rs = _paired_pixels(clean, real)
+        hole_rate = float(np.mean(rs == 0)) if cs.size else 0.0
+        keep_angle = float(np.mean(1 - base.grazing_dropout(theta[c > 0])))
+        p_drop = float(np.clip(1 - (1 - hole_rate) / max(keep_angle, 1e-6), 0, 1))
+        return cls(axial_scale=scale, p_drop=p_drop)
+
+
+@functools.lru_cache(maxsize=8)
+def _dot_pattern(seed: int, density: float, H: int, W: int) -> np.ndarray:
+    pattern = np.random.default_rng(seed).random((H, 2 * W)) < density
+    pattern.flags.writeable = False
+    return pattern
+
+
+@dataclasses.dataclass(repr=False)
+class StructuredLight(NoiseModel):
+    """A Kinect-style structured-light sensor: projector shadows, dot-pattern and discontinuity
+    invalidation, lateral shifts, sub-pixel disparity noise and 1/8 px disparity quantisation (module
+    docstring). The projector is at +x (baseline_m to the camera's right).
+
+    baseline_m: projector-camera baseline (m); sensor_fx: the emulated sensor's focal length (px), in
+    whose pixels disparity noise and quantisation are applied; sigma_disparity_px: disparity noise
+    std (sensor px); shift_px: std of the lateral shift of the sampling position (sensor px);
+    subpixel_steps: disparity quantisation steps per pixel; dot_density: fraction of projector pixels
+    that are dots; window_px: matching window side (image px, odd); min_dots: fewest visible dots in
+    a window for a reading; max_disparity_range_px: largest disparity range (image px) in a window for
+    a reading; pattern_seed: seed of the fixed dot pattern; p_drop: extra per-pixel random dropout
+    (fitted); min_depth_m, max_depth_m: measurable range.
+    """
+
+    baseline_m: float = KINECT_BASELINE_M
+    sensor_fx: float = KINECT_FX
+    sigma_disparity_px: float = 0.07
+    shift_px: float = 0.5
+    subpixel_steps: int = 8
+    dot_density: float = 0.15
+    window_px: int = 9
+    min_dots: int = 4
+    max_disparity_range_px: float = 2.0
+    pattern_seed: int = 0
+    p_drop: float = 0.0
+    min_depth_m: float = 0.4
+    max_depth_m: float = 8.0
+    name = "structured-light"
+    version = "1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("baseline_m", "sensor_fx", "subpixel_steps", "max_disparity_range_px"):
+            _require(getattr(self, key) > 0, f"structured-light: {key} must be > 0")
+        for key in ("sigma_disparity_px", "shift_px", "min_dots", "min_depth_m"):
+            _require(getattr(self, key) >= 0, f"structured-light: {key} must be >= 0")
+        _require(0 <= self.dot_density <= 1, "structured-light: dot_density must be in [0, 1]")
+        _require(0 <= self.p_drop <= 1, "structured-light: p_drop must be in [0, 1]")
+        _require(self.window_px >= 1 and self.window_px % 2 == 1,
+                 "structured-light: window_px must be an odd number >= 1")
+        _require(self.max_depth_m > self.min_depth_m,
+                 "structured-light: max_depth_m must be > min_depth_m")
+
+    def dot_pattern(self, H: int, W: int) -> np.ndarray:
+        """The fixed projector dot pattern (bool, H x 2W projector columns; column p is at index
+        p mod 2W, so columns -W..W-1 are all distinct)."""
+        return _dot_pattern(self.pattern_seed, self.dot_density, H, W)
+
+    def _disparity(self, depth: np.ndarray, fx: float) -> np.ndarray:
+        """Image disparity d = b fx / z (px), 0 where there is no surface."""
+        valid = depth > 0
+        return np.where(valid, self.baseline_m * fx / np.where(valid, depth, 1), 0).astype(np.float32)
+
+    def _masks(self, d: np.ndarray) -> dict:
+        B, H, W = d.shape
+        valid = d > 0
+        proj_col = np.arange(W, dtype=np.float32) - d  # projector column each pixel lies on
+        # Shadow: some pixel further right (toward the projector) is on the same or an earlier column.
+        min_from_here = np.minimum.accumulate(proj_col[..., ::-1], axis=-1)[..., ::-1]  # over u' >= u
+        min_right = np.concatenate([min_from_here[..., 1:], np.full((B, H, 1), np.inf, np.float32)], -1)
+        shadow = valid & (min_right <= proj_col)
+        # Dots: each lit surface pixel shows the pattern at its projector column.
+        pattern = self.dot_pattern(H, W)
+        cols = np.mod(np.rint(proj_col).astype(np.int64), pattern.shape[1])
+        seen = pattern[np.arange(H)[:, None], cols] & valid & ~shadow
+        w = (1, self.window_px, self.window_px)
+        counts = ndimage.uniform_filter(seen.astype(np.float32), size=w, mode="constant") * w[1] * w[2]
+        few_dots = valid & (np.rint(counts) < self.min_dots)
+        # Discontinuity: too wide a disparity range among the surface pixels in the window.
+        hi = ndimage.maximum_filter(d, size=w, mode="nearest")
+        lo = ndimage.minimum_filter(np.where(valid, d, np.inf), size=w, mode="nearest")
+        discontinuity = valid & (hi - lo > self.max_disparity_range_px)
+        return {"shadow": shadow, "few_dots": few_dots, "discontinuity": discontinuity}
+
+    def masks(self, depth: np.ndarray, K: np.ndarray) -> dict:
+        """The geometric invalidation masks of clean depth (no randomness), bool (B, H, W) each:
+        "shadow" (no projector light), "few_dots" (fewer than min_dots dots in the window),
+        "discontinuity" (disparity range in the window above max_disparity_range_px)."""
+        validate_depth(depth)
+        return self._masks(self._disparity(depth, validate_K(K)[0, 0]))
+
+    def _noisify(self, depth, K, rng):
+        fx, fy = K[0, 0], K[1, 1]
+        d = self._disparity(depth, fx)
+        m = self._masks(d)
+        shift = self.shift_px / self.sensor_fx  # sensor pixels -> image pixels: * fx or * fy
+        (d_read,) = _jitter_nearest([d], shift * fy, shift * fx, rng)
+        D = d_read * np.float32(self.sensor_fx / fx)  # in the sensor's disparity pixels
+        D = D + np.float32(self.sigma_disparity_px) * rng.standard_normal(D.shape, dtype=np.float32)
+        D = np.round(D * self.subpixel_steps) / np.float32(self.subpixel_steps)
+        dropped = rng.random(D.shape, dtype=np.float32) < self.p_drop
+        z = np.float32(self.baseline_m * self.sensor_fx) / np.where(D > 0, D, 1)
+        keep = ((d > 0) & (d_read > 0) & (D > 0) & ~dropped & (z >= self.min_depth_m)
+                & (z <= self.max_depth_m) & ~m["shadow"] & ~m["few_dots"] & ~m["discontinuity"])
+        return np.where(keep, z, 0).astype(np.float32)
+
+    @classmethod
+    def fit(cls, clean, real, K):
+        """sigma_disparity_px: robust std of the sensor-disparity residual b sensor_fx (1/real -
+        1/clean) (pixels valid in both, |real - clean| < 0.1 m), less the quantisation's share
+        (1/steps)^2 / 12 in variance; p_drop: so that 1 - (1 - p_drop)(1 - geometric hole rate of the
+        default model on up to 16 clean frames) equals the real hole rate where clean is valid."""
+        K = _check_pairs(clean, real, K)
+        base = cls()
+        c, r = _paired_pixels(clean, real)
+        keep = _inliers(c, r)
+        bf = base.baseline_m * base.sensor_fx
+        resid = bf / r[keep].astype(np.float64) - bf / c[keep].astype(np.float64)
+        var = _robust_std(resid) ** 2 - (1.0 / base.subpixel_steps) ** 2 / 12
+        sigma = math.sqrt(max(var, 0.0))
+
+        hole_rate = float(np.mean(r == 0)) if c.size else 0.0
+        sub = clean[_frame_subset(len(clean))]
+        m = base._masks(base._disparity(sub, K[0, 0]))
+        out_of_range = (sub < base.min_depth_m) | (sub > base.max_depth_m)
+        geometric = m["shadow"] | m["few_dots"] | m["discontinuity"] | out_of_range
+        geometric_rate = float(np.mean(geometric[sub > 0])) if (sub > 0).any() else 0.0
+        p_drop = float(np.clip(1 - (1 - hole_rate) / max(1 - geometric_rate, 1e-6), 0, 1))
+        return cls(sigma_disparity_px=sigma, p_drop=p_drop)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry, saving and loading, plain callables
+
+NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight)}
+
+
+def from_json(text: str) -> NoiseModel:
+    """The model saved by ``to_json``; ValueError if it is not one."""
+    try:
+        data = json.loads(text)
+        name, version, params = data["name"], data["version"], data["params"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise ValueError("not a saved noise model: expected JSON with name, version, params") from None
+    if name not in NOISERS:
+        raise ValueError(f"unknown noise model {name!r}; known: {', '.join(NOISERS)}")
+    cls = NOISERS[name]
+    if version != cls.version:
+        raise ValueError(f"{name} parameters of version {version!r}; this code reads {cls.version!r}")
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise ValueError(f"bad parameters for {name}: {e}") from None
+
+
+def load_noiser(name_or_path) -> NoiseModel:
+    """A noise model by registered name (fitted parameters from realdiff/params/<name>.json if that
+    file exists, else defaults) or from a .json file written by ``to_json``."""
+    key = str(name_or_path)
+    if key in NOISERS:
+        saved = PARAMS_DIR / f"{key}.json"
+        return from_json(saved.read_text()) if saved.is_file() else NOISERS[key]()
+    if key.endswith(".json") and Path(key).is_file():
+        return from_json(Path(key).read_text())
+    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join(NOISERS)} "
+                     "or the path of a .json file written by to_json()")
+
+
+class CallableNoiser(NoiseModel):
+    """A plain callable f(depth, K, rng) with the noise-model contract, checked on every call."""
+
+    version = "0"
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = f"callable:{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+    def params(self) -> dict:
+        return {}
+
+    def _noisify(self, depth, K, rng):
+        return self.fn(depth, K, rng)
+
+    def to_json(self) -> str:
+        raise TypeError(f"{self.name} is a plain callable and cannot be saved")
+
+    def __repr__(self) -> str:
+        return f"CallableNoiser({self.fn!r})"
+
+
+def as_noiser(obj) -> NoiseModel:
+    """obj if it is a NoiseModel; a plain callable f(depth, K, rng) wrapped as a CallableNoiser;
+    else TypeError."""
+    if isinstance(obj, NoiseModel):
+        return obj
+    if isinstance(obj, type):
+        raise TypeError(f"as_noiser needs an instance or a function, got the class {obj.__name__}")
+    if callable(obj):
+        return CallableNoiser(obj)
+    raise TypeError(f"not a noise model or a callable f(depth, K, rng): {type(obj).__name__}")

@@ -1,0 +1,345 @@
+"""Depth noise models (realdiff.noise_models): the contract, each model's physics, fitting, saving."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from realdiff import noise_models as nm
+from realdiff.noise_models import (NOISERS, AxialLateral, Gaussian, Identity, NoiseModel,
+                                   StructuredLight, as_noiser, incidence_angle, load_noiser)
+
+H, W = 120, 160
+FX = 150.0
+K = np.array([[FX, 0, (W - 1) / 2], [0, FX, (H - 1) / 2], [0, 0, 1]])
+BOX_ROWS, BOX_COLS = slice(40, 80), slice(60, 100)  # box at 1 m before a wall at 2 m
+
+
+def plane(z, B=2):
+    """A fronto-parallel plane at depth z (m)."""
+    return np.full((B, H, W), z, np.float32)
+
+
+def tilted_plane(z0=1.5, angle_deg=30.0, B=2):
+    """A plane through (0, 0, z0) whose normal is tilted by angle_deg about the camera's y axis:
+    Z = z0 + tan(angle) X, so z(u) = z0 / (1 - tan(angle) (u - cx) / fx); no reading beyond 10 m."""
+    u = np.arange(W)
+    denom = 1 - math.tan(math.radians(angle_deg)) * (u - K[0, 2]) / FX
+    z = np.where(denom > z0 / 10, z0 / np.maximum(denom, 1e-6), 0)
+    return np.broadcast_to(z, (B, H, W)).astype(np.float32)
+
+
+def box_scene(B=2, wall=2.0, box=1.0):
+    depth = plane(wall, B)
+    depth[:, BOX_ROWS, BOX_COLS] = box
+    return depth
+
+
+def scene(B=2):
+    """A tilted wall with a box in front and a strip of no reading (0) at the top."""
+    depth = tilted_plane(2.0, 20.0, B)
+    depth[:, BOX_ROWS, BOX_COLS] = 1.2
+    depth[:, :8] = 0
+    depth[:, 90:95, 10:30] = 0
+    return depth
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _add_gaussian(depth, K, rng):
+    return np.where(depth > 0, depth + 0.001 * rng.standard_normal(depth.shape, dtype=np.float32),
+                    0).astype(np.float32)
+
+
+MODELS = [Identity(), Gaussian(), AxialLateral(), StructuredLight(), as_noiser(_add_gaussian)]
+IDS = ["identity", "gaussian", "axial-lateral", "structured-light", "callable"]
+
+
+# --- the contract, for every model -------------------------------------------------------------
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_contract_shape_dtype_zeros(model):
+    depth = scene()
+    out = model.noisify(depth, K, rng())
+    assert out.shape == depth.shape and out.dtype == np.float32
+    assert np.isfinite(out).all() and (out >= 0).all()
+    assert (out[depth == 0] == 0).all()
+    assert (out > 0).mean() > 0.5 * (depth > 0).mean()  # mostly readings
+    assert np.array_equal(model(depth, K, rng()), out)  # models are callables too
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_deterministic_for_a_seed(model):
+    depth = scene()
+    a = model.noisify(depth, K, rng(1))
+    assert np.array_equal(a, model.noisify(depth, K, rng(1)))
+    if not isinstance(model, Identity):
+        assert not np.array_equal(a, model.noisify(depth, K, rng(2)))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_input_not_modified(model):
+    depth = scene()
+    before = depth.copy()
+    out = model.noisify(depth, K, rng())
+    assert np.array_equal(depth, before) and depth.flags.writeable
+    assert not np.shares_memory(out, depth)
+
+
+def _bad_inputs():
+    good = scene(1)
+    nan, neg, inf = good.copy(), good.copy(), good.copy()
+    nan[0, 50, 50] = np.nan
+    neg[0, 50, 50] = -0.5
+    inf[0, 50, 50] = np.inf
+    return {
+        "2-D": (good[0], K, rng()),
+        "float64": (good.astype(np.float64), K, rng()),
+        "list": (good.tolist(), K, rng()),
+        "NaN": (nan, K, rng()),
+        "inf": (inf, K, rng()),
+        "negative": (neg, K, rng()),
+        "K 3x4": (good, np.zeros((3, 4)), rng()),
+        "K NaN": (good, np.where(np.eye(3) > 0, np.nan, K), rng()),
+        "legacy rng": (good, K, np.random.RandomState(0)),
+        "int seed": (good, K, 0),
+    }
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_bad_inputs_raise_value_error(model, case):
+    with pytest.raises(ValueError):
+        model.noisify(*_bad_inputs()[case])
+
+
+# --- the models -------------------------------------------------------------------------------------
+
+def test_gaussian_std_matches_sigma():
+    depth = plane(1.0, 4)
+    out = Gaussian(sigma=0.01).noisify(depth, K, rng())
+    assert (out > 0).all()
+    assert abs((out - depth).std() / 0.01 - 1) < 0.05
+    assert abs((out - depth).mean()) < 0.001
+
+
+def test_gaussian_never_negative():
+    out = Gaussian(sigma=0.5).noisify(plane(0.2), K, rng())
+    assert (out >= 0).all() and (out == 0).any()
+
+
+def test_incidence_angle_of_a_tilted_plane():
+    theta = incidence_angle(tilted_plane(1.5, 30.0, 1), K)
+    # On the optical axis the viewing ray is the z axis, so theta is the plane's tilt.
+    centre = theta[0, H // 2, int(K[0, 2])]
+    assert abs(math.degrees(centre) - 30.0) < 0.5
+    assert abs(math.degrees(incidence_angle(plane(1.0, 1), K)[0, H // 2, W // 2])) < 0.5
+
+
+def test_axial_lateral_noise_grows_with_depth():
+    model = AxialLateral(p_drop=0.0)
+    stds = {}
+    for z in (1.0, 3.0):
+        depth = plane(z, 4)
+        out = model.noisify(depth, K, rng())
+        ok = out > 0
+        stds[z] = (out[ok] - depth[ok]).std()
+        expected = model.axial_sigma(np.float32(z), np.float32(0))  # theta = 0 on the plane
+        assert abs(stds[z] / expected - 1) < 0.1
+    assert stds[3.0] > 3 * stds[1.0]
+
+
+def test_axial_lateral_drops_grazing_pixels():
+    model = AxialLateral(p_drop=0.0)
+    holes = {}
+    for angle in (20.0, 80.0):
+        depth = tilted_plane(1.5, angle)
+        holes[angle] = (model.noisify(depth, K, rng())[depth > 0] == 0).mean()
+    flat, steep = holes[20.0], holes[80.0]
+    assert flat < 0.01 and steep > 0.2
+
+
+def _level_spacing(out, z):
+    """Depth difference between the most common output level and its nearest other common level."""
+    levels, counts = np.unique(out[out > 0], return_counts=True)
+    common = levels[counts > 0.01 * counts.sum()]
+    mode = levels[np.argmax(counts)]
+    assert abs(mode - z) < 0.05 * z and len(common) >= 2
+    return np.min(np.abs(common[common != mode] - mode))
+
+
+def test_structured_light_quantisation_steps():
+    model = StructuredLight()
+    spacing = {}
+    for z in (1.4, 3.0):
+        out = model.noisify(plane(z, 2), K, rng())[:, 10:-10, 10:-10]
+        spacing[z] = _level_spacing(out, z)
+    # Disparity in the sensor's 585 px is quantised to 1/8 px: dz = z^2 / (8 b f) = 5.6 mm at 1.4 m.
+    expected = 1.4 ** 2 / (8 * model.baseline_m * model.sensor_fx)
+    assert abs(expected - 0.0056) < 0.0001
+    assert abs(spacing[1.4] / expected - 1) < 0.2
+    assert abs(spacing[3.0] / spacing[1.4] / (3.0 / 1.4) ** 2 - 1) < 0.2
+
+
+def test_structured_light_shadow_left_of_box():
+    depth = box_scene()
+    model = StructuredLight()
+    shadow = model.masks(depth, K)["shadow"]
+    # The projector is at +x: the wall just left of the box's left edge (column 60) gets no light,
+    # over the disparity difference b fx (1/1 - 1/2) = 5.6 px: columns 55..59.
+    expected = np.zeros_like(shadow)
+    expected[:, BOX_ROWS, 55:60] = True
+    assert np.array_equal(shadow, expected)
+
+    # With the discontinuity test off, the holes are the shadow (and nothing right of the box).
+    out = StructuredLight(max_disparity_range_px=100.0).noisify(depth, K, rng())
+    assert (out[:, BOX_ROWS, 55:60] == 0).all()
+    assert (out[:, BOX_ROWS, 100:106] > 0).mean() > 0.98
+    assert (out[:, BOX_ROWS, 61:99] > 0).mean() > 0.98
+    # The full model also loses half a window at both edges (discontinuity); more on the shadow side.
+    out = model.noisify(depth, K, rng())
+    left, right = (out[:, BOX_ROWS, 50:60] == 0).mean(), (out[:, BOX_ROWS, 100:110] == 0).mean()
+    assert left > right > 0.2
+
+
+def test_structured_light_holes_where_dot_window_is_empty():
+    depth = plane(1.5, 1)
+    sparse = StructuredLight(dot_density=0.01, min_dots=1, sigma_disparity_px=0.0)
+    few = sparse.masks(depth, K)["few_dots"]
+    assert 0.1 < few.mean() < 0.9
+    out = sparse.noisify(depth, K, rng())
+    assert (out[few] == 0).all() and (out[~few] > 0).mean() > 0.99
+    # The pattern is fixed (its own seed), so the holes do not depend on rng.
+    assert np.array_equal(out == 0, sparse.noisify(depth, K, rng(5)) == 0)
+    # With the default density, empty windows are rare away from the border (about 0.1% at 640x480).
+    assert StructuredLight().masks(depth, K)["few_dots"][:, 5:-5, 5:-5].mean() < 0.02
+    # Pixels with no reading in the input show no dots: with a dot on every pixel and a full window
+    # required, a hole grows by half a window (4 px) and nothing else is lost.
+    holed = depth.copy()
+    holed[:, 40:80, 60:100] = 0
+    ring = StructuredLight(dot_density=1.0, min_dots=81).masks(holed, K)["few_dots"]
+    assert ring[:, 60, 56:60].all() and ring[:, 60, 100:104].all()
+    assert not ring[:, 60, 4:56].any() and not ring[:, 60, 104:-4].any()
+
+
+# --- fitting ---------------------------------------------------------------------------------------
+
+def _fit_scenes(B=6):
+    depth = np.concatenate([plane(z, 1) for z in np.linspace(0.8, 2.5, B - 2)]
+                           + [tilted_plane(1.5, 30.0, 1), box_scene(1)])
+    depth[:, :5] = 0
+    return depth
+
+
+def test_fit_gaussian_recovers_sigma():
+    clean = _fit_scenes()
+    real = clean + 0.01 * rng(3).standard_normal(clean.shape, dtype=np.float32)
+    real[clean == 0] = 0
+    fitted = Gaussian.fit(clean, real, K)
+    assert abs(fitted.sigma / 0.01 - 1) < 0.1
+    assert Identity.fit(clean, real, K) == Identity()
+
+
+def test_fit_axial_lateral_recovers_its_parameters():
+    clean = _fit_scenes()
+    real = AxialLateral(axial_scale=2.0, p_drop=0.1).noisify(clean, K, rng(4))
+    fitted = AxialLateral.fit(clean, real, K)
+    assert abs(fitted.axial_scale / 2.0 - 1) < 0.15
+    assert abs(fitted.p_drop - 0.1) < 0.02
+
+
+def test_fit_structured_light_recovers_its_parameters():
+    clean = _fit_scenes()
+    real = StructuredLight(sigma_disparity_px=0.15, p_drop=0.1).noisify(clean, K, rng(5))
+    fitted = StructuredLight.fit(clean, real, K)
+    assert abs(fitted.sigma_disparity_px / 0.15 - 1) < 0.2
+    assert abs(fitted.p_drop - 0.1) < 0.02
+
+
+def test_fit_rejects_mismatched_pairs():
+    with pytest.raises(ValueError):
+        Gaussian.fit(plane(1.0, 2), plane(1.0, 3), K)
+
+
+# --- saving and loading ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", [Identity(), Gaussian(sigma=0.02),
+                                   AxialLateral(axial_scale=1.7, p_drop=0.03),
+                                   StructuredLight(sigma_disparity_px=0.1, p_drop=0.02, pattern_seed=7)],
+                         ids=lambda m: m.name)
+def test_json_round_trip(model, tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text(model.to_json())
+    saved = json.loads(path.read_text())
+    assert saved["name"] == model.name and saved["params"] == model.params()
+    loaded = load_noiser(path)
+    assert type(loaded) is type(model) and loaded.params() == model.params()
+    depth = scene()
+    assert np.array_equal(loaded.noisify(depth, K, rng(9)), model.noisify(depth, K, rng(9)))
+    assert load_noiser(str(path)).params() == model.params()
+
+
+def test_load_noiser_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(nm, "PARAMS_DIR", tmp_path)
+    assert set(NOISERS) == {"identity", "gaussian", "axial-lateral", "structured-light"}
+    for name, cls in NOISERS.items():
+        model = load_noiser(name)
+        assert type(model) is cls and model.params() == cls().params()
+    (tmp_path / "gaussian.json").write_text(Gaussian(sigma=0.0123).to_json())  # fitted parameters
+    assert load_noiser("gaussian").sigma == 0.0123
+
+
+def test_load_noiser_rejects_unknown(tmp_path):
+    with pytest.raises(ValueError, match="structured-light"):
+        load_noiser("nope")
+    with pytest.raises(ValueError):
+        load_noiser(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "gaussian", "version": "1", "params": {"nope": 1}}))
+    with pytest.raises(ValueError):
+        load_noiser(bad)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError):
+        Gaussian(sigma=-1.0)
+    with pytest.raises(ValueError):
+        StructuredLight(window_px=8)
+    assert json.loads(StructuredLight(sigma_disparity_px=np.float32(0.1)).to_json())
+
+
+# --- plain callables -------------------------------------------------------------------------------
+
+def test_as_noiser_wraps_a_lambda():
+    model = as_noiser(lambda depth, K, rng: depth * np.float32(1.01))
+    assert isinstance(model, NoiseModel) and model.name.startswith("callable:")
+    assert model.name.endswith("<lambda>")
+    depth = scene()
+    assert np.allclose(model.noisify(depth, K, rng()), depth * 1.01)
+    assert as_noiser(model) is model
+    g = Gaussian()
+    assert as_noiser(g) is g
+    with pytest.raises(ValueError):  # inputs are checked as for any model
+        model.noisify(depth.astype(np.float64), K, rng())
+    with pytest.raises(TypeError):  # a plain callable has no saved form
+        model.to_json()
+
+
+@pytest.mark.parametrize("bad", [
+    lambda d, K, r: d.astype(np.float64),
+    lambda d, K, r: d[:, :-1],
+    lambda d, K, r: d - 10,
+    lambda d, K, r: d + 1,  # a reading where the input had none
+    lambda d, K, r: None,
+], ids=["float64", "shape", "negative", "fills-holes", "none"])
+def test_as_noiser_rejects_bad_output(bad):
+    with pytest.raises(ValueError, match="callable:"):
+        as_noiser(bad).noisify(scene(), K, rng())
+
+
+def test_as_noiser_rejects_non_callables():
+    for obj in (3, "gaussian", Gaussian):
+        with pytest.raises(TypeError):
+            as_noiser(obj)
