@@ -27,10 +27,12 @@ def colorize_depth(depth: np.ndarray, lo: float | None = None, hi: float | None 
 
 def frame_panel(ep: dict[str, np.ndarray], cameras: list[str], t: int,
                 ranges: dict[str, tuple[float, float]], scale: int = 2) -> np.ndarray:
-    """One row: for each camera, its colour-mapped depth then (if stored) its RGB."""
+    """One row: for each camera, its colour-mapped depth, any noisified depth, then its RGB."""
     tiles = []
     for c in cameras:
         tiles.append(colorize_depth(ep[f"{c}_depth"][t], *ranges[c]))
+        for k in sorted(k for k in ep if k.startswith(f"{c}_depth_")):  # noisified versions
+            tiles.append(colorize_depth(ep[k][t], *ranges[c]))
         if f"{c}_rgb" in ep:
             tiles.append(ep[f"{c}_rgb"][t])
     h = max(x.shape[0] for x in tiles)
@@ -44,7 +46,8 @@ def write_preview(store, episode: int, out: str, fps: int = 20) -> str:
     import imageio.v2 as imageio
 
     cams = list(store.meta["cameras"])
-    keys = [k for k in store.keys() if any(k in (f"{c}_depth", f"{c}_rgb") for c in cams)]
+    keys = [k for k in store.keys()
+            if any(k in (f"{c}_depth", f"{c}_rgb") or k.startswith(f"{c}_depth_") for c in cams)]
     ep = store.episode(episode, keys)
     ranges = {}
     for c in cams:

@@ -100,11 +100,21 @@ def check_store(path: str | Path) -> zarr.Group:
     return root
 
 
+def is_derived(a: zarr.Array) -> bool:
+    """Arrays computed from others after rendering (e.g. noisified depth) carry attrs['derived']."""
+    return bool(a.attrs.get("derived"))
+
+
+def source_arrays(root: zarr.Group) -> dict[str, zarr.Array]:
+    """The data arrays `simgen render` writes (derived arrays excluded)."""
+    return {k: a for k, a in root["data"].arrays() if not is_derived(a)}
+
+
 def committed_episode_ends(root: zarr.Group) -> np.ndarray:
     """The episode ends a reader may trust: the strictly increasing prefix of meta/episode_ends
     that every data array covers (an end appended by a run killed mid-write is dropped)."""
     ends = np.asarray(root["meta/episode_ends"][:], np.int64)
-    rows = min((a.shape[0] for _, a in root["data"].arrays()), default=0)
+    rows = min((a.shape[0] for a in source_arrays(root).values()), default=0)
     n, last = 0, 0
     for e in ends:
         if e <= last or e > rows:
@@ -149,8 +159,20 @@ class Store:
         out = {}
         for k in keys or self.keys():
             v = self.array(k)[sl]
-            out[k] = depth_from_stored(v) if _image_kind(k) == "depth" else v
+            out[k] = depth_from_stored(v) if v.dtype == np.uint16 and "_depth" in k else v
         return out
+
+
+def lock_store(path: Path) -> int:
+    """Take the store's exclusive write lock (a file descriptor; the OS releases it when the
+    process ends, however it ends). StoreError if another process holds it."""
+    fd = os.open(Path(path) / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"{path}: another process is writing this store") from None
+    return fd
 
 
 class Writer:
@@ -190,18 +212,13 @@ class Writer:
         self._arrays: dict[str, zarr.Array] = {}
 
     def _lock(self) -> None:
-        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            raise StoreError(f"{self.path}: another simgen process is writing this store") from None
+        self._lock_fd = lock_store(self.path)
 
     def _truncate_uncommitted(self) -> None:
         ends = committed_episode_ends(self.root)
         rows = int(ends[-1]) if len(ends) else 0
-        for _, a in self.root["data"].arrays():
-            if a.shape[0] != rows:
+        for _, a in self.root["data"].arrays():  # derived arrays never outgrow their source
+            if a.shape[0] > rows or (a.shape[0] != rows and not is_derived(a)):
                 a.resize((rows, *a.shape[1:]))
         if self.root["meta/episode_ends"].shape[0] != len(ends):
             self.root["meta/episode_ends"].resize((len(ends),))
@@ -254,7 +271,7 @@ class Writer:
             lengths.append(n)
         if self.n_episodes:
             if not self._arrays:
-                self._arrays = dict(self.root["data"].arrays())
+                self._arrays = source_arrays(self.root)
             if keys != set(self._arrays):
                 raise ValueError("episode keys differ from the store's arrays")
         start = int(self.ends[-1]) if self.ends.shape[0] else 0

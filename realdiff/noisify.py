@@ -1,0 +1,141 @@
+"""`realdiff noisify`: turn a simgen store's clean depth into sensor-like depth with a noise model.
+
+For each camera, `data/<camera>_depth` (clean, uint16 mm) gives `data/<camera>_depth_<suffix>`
+(same units, chunks and shards; attribute `derived` so simgen's own bookkeeping ignores it).
+Work is split by shard: each worker process reads one shard of clean frames, noisifies it frame by
+frame with its own generator `default_rng([seed, crc32(camera), frame])` and writes the whole
+shard, so memory is bounded by one shard per worker, any number of workers gives the same
+result, and a killed run resumes: finished shards are recorded in the array's attributes (by this
+process, after each shard is written) and skipped next time.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+
+from realdiff.noise_models import from_json, load_noiser
+from simgen.store import (DEPTH_CODEC, DEPTH_UNIT_M, Store, StoreError, depth_from_stored,
+                          depth_to_stored, lock_store, shard_frames)
+
+
+def _shard_ranges(n: int, per_shard: int) -> list[tuple[int, int]]:
+    return [(s, min(s + per_shard, n)) for s in range(0, n, per_shard)]
+
+
+def _noisify_shard(path: str, src_key: str, dst_key: str, camera: str, start: int, end: int,
+                   model_json: str, K: list, seed: int) -> tuple[str, int, int]:
+    """Worker: noisify frames [start, end) of one camera and write them (one whole shard)."""
+    model = from_json(model_json)
+    data = zarr.open_group(path, mode="r+")["data"]
+    src = data[src_key][start:end]
+    clean = depth_from_stored(src) if src.dtype == np.uint16 else src.astype(np.float32)
+    K = np.asarray(K, float)
+    cam = zlib.crc32(camera.encode())
+    out = np.empty(clean.shape, np.float32)
+    for i in range(len(clean)):
+        rng = np.random.default_rng([seed, cam, start + i])
+        out[i] = model.noisify(clean[i:i + 1], K, rng)[0]
+    data[dst_key][start:end] = depth_to_stored(out)
+    return dst_key, start, end
+
+
+def _check_clean(a: zarr.Array, key: str) -> None:
+    """Float depth (not this schema's uint16) must be finite and non-negative: checked in full
+    before anything is written."""
+    if a.dtype == np.uint16:
+        return
+    for start, end in _shard_ranges(a.shape[0], 64):
+        v = a[start:end]
+        if not np.all(np.isfinite(v)):
+            raise StoreError(f"{key} holds NaN or infinite depth (frames {start}..{end - 1})")
+        if np.any(v < 0):
+            raise StoreError(f"{key} holds negative depth (frames {start}..{end - 1})")
+
+
+def noisify_store(path: str | Path, noiser: str = "structured-light", cameras: list[str] | None = None,
+                  suffix: str = "noisy", seed: int = 0, overwrite: bool = False,
+                  workers: int | None = None, progress: bool = True) -> dict:
+    """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary."""
+    store = Store(path)  # StoreError if not a simgen store of this schema
+    model = load_noiser(noiser)
+    cams = list(cameras or store.meta["cameras"])
+    if store.n_frames == 0:
+        raise StoreError(f"{path}: the store holds no frames")
+    for c in cams:
+        if c not in store.meta["cameras"]:
+            raise StoreError(f"{path}: no camera {c!r}; it has {', '.join(store.meta['cameras'])}")
+        if f"{c}_depth" not in store.keys():
+            raise StoreError(f"{path}: camera {c} has no depth array {c}_depth")
+    if not suffix or not suffix.replace("_", "").isalnum():
+        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    for c in cams:
+        _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
+    config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
+    n = store.n_frames
+    lock = lock_store(store.path)
+    try:
+        data = zarr.open_group(store.path, mode="r+")["data"]
+        jobs = []
+        for c in cams:
+            src_key, dst_key = f"{c}_depth", f"{c}_depth_{suffix}"
+            src = data[src_key]
+            per_shard = src.shards[0] if src.shards else shard_frames(int(np.prod(src.shape[1:])) * 2)
+            dst = _prepare_output(data, src_key, dst_key, src, n, per_shard, config, overwrite)
+            done = {tuple(r) for r in dst.attrs["noisify"]["done"]}
+            K = store.meta["cameras"][c]["K"]
+            for start, end in _shard_ranges(n, per_shard):
+                if (start, end) not in done:
+                    jobs.append((str(store.path), src_key, dst_key, c, start, end, model.to_json(), K, seed))
+        total = sum(j[5] - j[4] for j in jobs)
+        bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
+        workers = workers or os.cpu_count() or 1
+        with ProcessPoolExecutor(max_workers=min(workers, max(1, len(jobs))),
+                                 mp_context=mp.get_context("spawn")) as pool:  # no fork: zarr runs an event-loop thread
+            futures = [pool.submit(_noisify_shard, *j) for j in jobs]
+            for f in as_completed(futures):
+                dst_key, start, end = f.result()
+                dst = data[dst_key]
+                meta = dict(dst.attrs["noisify"])
+                meta["done"] = sorted(meta["done"] + [[start, end]])
+                meta["complete"] = sum(e - s for s, e in meta["done"]) == n
+                dst.attrs["noisify"] = meta
+                bar.update(end - start)
+        bar.close()
+    finally:
+        os.close(lock)
+    return {"frames": n, "cameras": cams, "frames_noisified": total,
+            "keys": [f"{c}_depth_{suffix}" for c in cams], "noiser": model.name}
+
+
+def _prepare_output(data: zarr.Group, src_key: str, dst_key: str, src: zarr.Array, n: int,
+                    per_shard: int, config: dict, overwrite: bool) -> zarr.Array:
+    """Create the output array, or reopen one to resume (same settings, unfinished)."""
+    if dst_key in data:
+        dst = data[dst_key]
+        meta = dst.attrs.get("noisify", {})
+        same = meta.get("config") == config
+        if not overwrite:
+            if not same:
+                raise StoreError(f"{dst_key} exists, made with other settings; --overwrite replaces it")
+            if meta.get("complete") and dst.shape[0] == n:
+                raise StoreError(f"{dst_key} exists and is complete; --overwrite redoes it")
+            if dst.shape[0] != n:  # the store grew: the last shard must be redone
+                dst.resize((n, *dst.shape[1:]))
+                meta = dict(meta)
+                meta["done"] = [d for d in meta["done"] if d[1] % per_shard == 0 and d[1] <= n]
+                meta["complete"] = False
+                dst.attrs["noisify"] = meta
+            return dst
+        del data[dst_key]
+    return data.create_array(
+        dst_key, shape=(n, *src.shape[1:]), chunks=(1, *src.shape[1:]),
+        shards=(per_shard, *src.shape[1:]), dtype=np.uint16, compressors=DEPTH_CODEC, fill_value=0,
+        attributes={"derived": True, "source": src_key, "unit": "mm", "scale_to_m": DEPTH_UNIT_M,
+                    "no_reading": 0, "noisify": {"config": config, "done": [], "complete": False}})

@@ -1,0 +1,135 @@
+"""`realdiff noisify` on real simgen stores: output, determinism, resume, refusals, bad input."""
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from realdiff.noisify import noisify_store
+from simgen.store import Store, shard_frames
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two pick episodes at 320x240 (front camera): about 80 frames, so 2 shards."""
+    out = tmp_path_factory.mktemp("nz") / "pick.zarr"
+    run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--cameras", "front",
+            "--resolution", "320x240", "--no-rgb", "--quiet", check=True)
+    return out
+
+
+def _digest(path):
+    h = hashlib.sha1()
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.name != ".simgen.lock":
+            h.update(str(f.relative_to(path)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _noisy(path, key="front_depth_noisy"):
+    return zarr.open_group(path, mode="r")["data"][key][:]
+
+
+def test_noisify_writes_derived_depth_deterministically(store, tmp_path):
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    shutil.copytree(store, a)
+    shutil.copytree(store, b)
+    s = noisify_store(a, noiser="gaussian", seed=3, workers=1, progress=False)
+    noisify_store(b, noiser="gaussian", seed=3, workers=2, progress=False)
+    n = Store(a).n_frames
+    assert s["frames"] == n and s["keys"] == ["front_depth_noisy"]
+    out = _noisy(a)
+    np.testing.assert_array_equal(out, _noisy(b))  # whatever the number of workers
+    arr = zarr.open_group(a)["data/front_depth_noisy"]
+    assert arr.shape == (n, 240, 320) and arr.dtype == np.uint16 and arr.shards[0] < n
+    meta = arr.attrs["noisify"]
+    assert meta["complete"] and meta["config"]["noiser"] == "gaussian" and meta["config"]["seed"] == 3
+    assert meta["config"]["params"]["sigma"] > 0 and arr.attrs["derived"]
+    clean = zarr.open_group(a)["data/front_depth"][:]
+    valid = (clean > 0) & (out > 0)
+    diff = out[valid].astype(float) - clean[valid]
+    assert 3 < diff.std() < 30 and abs(diff.mean()) < 1  # millimetres: noise, not a shift
+    assert np.all(out[clean == 0] == 0)
+    # The store still reads as a simgen store, and episodes include the noisy depth in metres.
+    ep = Store(a).episode(0, ["front_depth", "front_depth_noisy"])
+    assert ep["front_depth_noisy"].dtype == np.float32
+    c = noisify_store(tmp_path / "a.zarr", noiser="gaussian", seed=4, workers=1, progress=False,
+                      suffix="seed4")
+    assert c["keys"] == ["front_depth_seed4"] and not np.array_equal(_noisy(a, "front_depth_seed4"), out)
+
+
+def test_killed_run_resumes_to_the_same_result(store, tmp_path):
+    ref, cut = tmp_path / "ref.zarr", tmp_path / "cut.zarr"
+    shutil.copytree(store, ref)
+    shutil.copytree(store, cut)
+    noisify_store(ref, noiser="structured-light", workers=1, progress=False)
+    noisify_store(cut, noiser="structured-light", workers=1, progress=False)
+    # State of a run killed after its first shard: later shards unrecorded (and unwritten).
+    arr = zarr.open_group(cut)["data/front_depth_noisy"]
+    meta = dict(arr.attrs["noisify"])
+    first = meta["done"][0]
+    meta["done"], meta["complete"] = [first], False
+    arr.attrs["noisify"] = meta
+    arr[first[1]:] = 0
+    s = noisify_store(cut, noiser="structured-light", workers=2, progress=False)
+    assert s["frames_noisified"] == Store(cut).n_frames - first[1]
+    np.testing.assert_array_equal(_noisy(cut), _noisy(ref))
+
+
+def _realdiff(*args):
+    return subprocess.run([sys.executable, "-m", "realdiff", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def _one_line_error(p, fragment):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and fragment in lines[0], p.stderr
+
+
+def test_refuses_to_overwrite_and_rejects_bad_input(store, tmp_path):
+    path = tmp_path / "s.zarr"
+    shutil.copytree(store, path)
+    p = _realdiff("noisify", path, "--noiser", "gaussian", "--quiet")
+    assert p.returncode == 0, p.stderr
+    before = _digest(path)
+    _one_line_error(_realdiff("noisify", path, "--noiser", "gaussian", "--quiet"), "exists and is complete")
+    _one_line_error(_realdiff("noisify", path, "--noiser", "identity", "--quiet"), "other settings")
+    _one_line_error(_realdiff("noisify", path, "--noiser", "perlin", "--quiet"), "perlin")
+    _one_line_error(_realdiff("noisify", path, "--cameras", "top", "--quiet"), "no camera 'top'")
+    assert _digest(path) == before
+    assert _realdiff("noisify", path, "--noiser", "identity", "--overwrite", "--quiet").returncode == 0
+    np.testing.assert_array_equal(_noisy(path), zarr.open_group(path)["data/front_depth"][:])
+    other = tmp_path / "other.zarr"
+    zarr.open_group(other, mode="w").attrs["x"] = 1
+    _one_line_error(_realdiff("noisify", other, "--quiet"), "not a simgen store")
+    # A store whose depth is float with a NaN: refused before anything is written.
+    bad = tmp_path / "nan.zarr"
+    shutil.copytree(store, bad)
+    g = zarr.open_group(bad, mode="r+")
+    depth = g["data/front_depth"][:].astype(np.float32) / 1000
+    depth[5, 10, 10] = np.nan
+    del g["data/front_depth"]
+    g["data"].create_array("front_depth", data=depth, chunks=(1, 240, 320))
+    before = _digest(bad)
+    _one_line_error(_realdiff("noisify", bad, "--quiet"), "NaN")
+    assert _digest(bad) == before
+
+
+def test_render_can_extend_a_noisified_store(store, tmp_path):
+    path = tmp_path / "grow.zarr"
+    shutil.copytree(store, path)
+    noisify_store(path, noiser="gaussian", workers=1, progress=False)
+    n = Store(path).n_frames
+    run_cli("render", "--task", "pick", "--episodes", 3, "--out", path, "--cameras", "front",
+            "--resolution", "320x240", "--no-rgb", "--quiet", check=True)
+    s = Store(path)
+    assert s.n_episodes == 3 and s.n_frames > n
+    r = noisify_store(path, noiser="gaussian", workers=1, progress=False)
+    per_shard = shard_frames(320 * 240 * 2)
+    assert r["frames_noisified"] == s.n_frames - (n // per_shard) * per_shard  # unfinished shard redone
+    assert _noisy(path).shape[0] == s.n_frames
