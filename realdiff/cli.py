@@ -1,5 +1,4 @@
-"""realdiff command line. Commands arrive as they work: `pair` and `noisify` now; `eval` and
-`train` with the realism benchmark and RealD²iff."""
+"""realdiff command line: `pair`, `noisify`, `eval`; `train` arrives with RealD²iff."""
 from __future__ import annotations
 
 import sys
@@ -27,6 +26,20 @@ def cmd_noisify(args) -> int:
                       progress=not args.quiet)
     print(f"{args.store}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
           f"frames this run, {s['frames']} per camera)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from realdiff.evaluate import all_noisers, evaluate, markdown_table
+
+    if not args.all and not args.noiser:
+        raise ValueError("give --noiser NAME or --all")
+    names = all_noisers() if args.all else [args.noiser]
+    result = evaluate(args.pairs, args.split, names, args.out, seed=args.seed,
+                      two_sample=not args.no_two_sample, progress=not args.quiet)
+    print(markdown_table(result))
+    if args.out:
+        print(f"wrote {args.out}/metrics.json, metrics.md, curves.png, examples_*.png")
     return 0
 
 
@@ -66,6 +79,21 @@ def build_parser() -> Parser:
     z.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     z.add_argument("--quiet", action="store_true", help="no progress bar")
     z.set_defaults(func=cmd_noisify)
+
+    e = sub.add_parser("eval", help="score noise models against real depth (realism benchmark)",
+                       description="Run noise models on a pair store's clean depth and compare "
+                       "with the real depth of the same views: residual W1, hole F1 and rate, noise "
+                       "versus depth, spectrum, edge profile, a two-sample CNN test, and the floor "
+                       "(real versus real).")
+    e.add_argument("--pairs", required=True, help="pair store from `realdiff pair`")
+    e.add_argument("--split", default="val", help="train or val (default val)")
+    e.add_argument("--noiser", default=None, help="a registered name or a model .json file")
+    e.add_argument("--all", action="store_true", help="score every registered noiser")
+    e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
+    e.add_argument("--seed", type=int, default=0, help="noise and test seed (default 0)")
+    e.add_argument("--no-two-sample", action="store_true", help="skip the (slower) CNN test")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
+    e.set_defaults(func=cmd_eval)
     return p
 
 
