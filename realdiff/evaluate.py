@@ -20,7 +20,7 @@ from realdiff.pairs import PAIRS_SCHEMA
 from simgen.preview import colorize_depth
 
 COLUMNS = [("residual_w1_mm", "residual W1 (mm)"), ("hole_f1", "hole F1"),
-           ("hole_rate_abs_diff", "|hole rate diff|"), ("noise_depth_rmse_mm", "noise-vs-depth RMSE (mm)"),
+           ("hole_rate_abs_diff", "hole-rate diff"), ("noise_depth_rmse_mm", "noise-vs-depth RMSE (mm)"),
            ("spectrum_dist", "spectrum dist"), ("edge_rmse", "edge-profile RMSE"),
            ("two_sample_acc", "two-sample acc")]
 
