@@ -133,3 +133,30 @@ def test_render_can_extend_a_noisified_store(store, tmp_path):
     per_shard = shard_frames(320 * 240 * 2)
     assert r["frames_noisified"] == s.n_frames - (n // per_shard) * per_shard  # unfinished shard redone
     assert _noisy(path).shape[0] == s.n_frames
+
+
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
+    import signal
+    import time
+
+    ref, path = tmp_path / "ref.zarr", tmp_path / "killed.zarr"
+    shutil.copytree(store, ref)
+    shutil.copytree(store, path)
+    args = ["noisify", "--noiser", "structured-light", "--seed", "5", "--workers", "1", "--quiet"]
+    assert _realdiff(*args[:1], ref, *args[1:]).returncode == 0
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        p = subprocess.Popen([sys.executable, "-m", "realdiff", args[0], str(path), *args[1:]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.5, 3.0)))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        Store(path)  # still opens as a simgen store
+        if p.returncode == 0:
+            break
+    arr = zarr.open_group(path)["data"]
+    if "front_depth_noisy" in arr and arr["front_depth_noisy"].attrs["noisify"]["complete"]:
+        np.testing.assert_array_equal(_noisy(path), _noisy(ref))
+    else:
+        assert _realdiff(*args[:1], path, *args[1:]).returncode == 0
+        np.testing.assert_array_equal(_noisy(path), _noisy(ref))
