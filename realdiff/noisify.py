@@ -68,6 +68,8 @@ def noisify_store(path: str | Path, noiser: str = "structured-light", cameras: l
     cams = list(cameras or store.meta["cameras"])
     if store.n_frames == 0:
         raise StoreError(f"{path}: the store holds no frames")
+    if not cams:
+        raise StoreError(f"{path}: the store has no camera with depth")
     for c in cams:
         if c not in store.meta["cameras"]:
             raise StoreError(f"{path}: no camera {c!r}; it has {', '.join(store.meta['cameras'])}")
