@@ -76,6 +76,7 @@ import dataclasses
 import functools
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -165,7 +166,7 @@ def _check_pairs(clean: Any, real: Any, K: Any) -> np.ndarray:
 # The base class
 
 
-class NoiseModel:
+class NoiseModel(ABC):
     """Base of all noise models: validates inputs, calls ``_noisify``, checks its output.
 
     Subclasses are dataclasses of their parameters and set ``name`` and ``version`` (bump the
@@ -204,13 +205,14 @@ class NoiseModel:
     def __call__(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self.noisify(depth, K, rng)
 
+    @abstractmethod
     def _noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """The model itself, on validated input (read-only)."""
 
     @classmethod
     def fit(cls, clean: np.ndarray, real: np.ndarray, K: np.ndarray) -> NoiseModel:
         """Estimate parameters from clean/real depth pairs ((B, H, W) float32 m, 0 = no reading)."""
-        raise NotImplementedError
+        raise TypeError(f"{cls.__name__} has no parameters to fit from data")
 
     def to_json(self) -> str:
         """The model as JSON: {"name", "version", "params"}; ``load_noiser(path)`` reads it back."""

@@ -60,7 +60,7 @@ def test_twin_aligns_with_real_depth(pairs):
         for frame in list_frames(FIX / "frames"):
             real = read_depth_png(frame.depth_path)
 
-            def err(pose):
+            def err(pose, real=real):
                 c = twin.render(pose)
                 both = (c > 0) & (real > 0)
                 return float(np.minimum(np.abs(real[both] - c[both]), 0.1).mean())
