@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   install, render a small pick dataset, summarise it and write previews to out/
+#   make demo   install, render a small pick dataset, add sensor-like depth, summarise it and
+#               write previews to out/
 #   make test   install with test extras and run the test suite
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,6 +13,7 @@ setup:
 
 demo: setup
 	$(BIN)/simgen render --task pick --episodes 20 --out out/pick.zarr --workers 2
+	$(BIN)/realdiff noisify out/pick.zarr --overwrite
 	$(BIN)/simgen info out/pick.zarr
 	$(BIN)/simgen preview out/pick.zarr --episode 0 --out out/pick_ep0.mp4
 	$(BIN)/simgen preview out/pick.zarr --episode 0 --out out/pick_ep0.png
