@@ -1,19 +1,44 @@
+import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def run_cli(*args, timeout=300, check=False):
-    """Run `python -m simgen ARGS` in a subprocess; returns CompletedProcess (text)."""
-    p = subprocess.run([sys.executable, "-m", "simgen", *map(str, args)], capture_output=True,
+def run_cli(*args, timeout=300, check=False, prog="simgen"):
+    """Run `python -m simgen ARGS` (or another prog) in a subprocess; returns CompletedProcess."""
+    p = subprocess.run([sys.executable, "-m", prog, *map(str, args)], capture_output=True,
                        text=True, timeout=timeout)
     if check and p.returncode != 0:
-        raise AssertionError(f"simgen {' '.join(map(str, args))} failed:\n{p.stderr}")
+        raise AssertionError(f"{prog} {' '.join(map(str, args))} failed:\n{p.stderr}")
     return p
+
+
+def run_realdiff(*args, **kw):
+    return run_cli(*args, prog="realdiff", **kw)
+
+
+def tree_digest(path) -> str:
+    """Hash of every file's name and bytes under path (the write lock file excepted)."""
+    h = hashlib.sha1()
+    for f in sorted(Path(path).rglob("*")):
+        if f.name == ".simgen.lock":
+            continue
+        h.update(str(f.relative_to(path)).encode())
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def assert_one_line_error(p, fragment):
+    """Exit code 2 and exactly one non-empty stderr line containing fragment."""
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and fragment in lines[0], p.stderr
 
 
 @pytest.fixture(scope="session")

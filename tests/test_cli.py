@@ -1,5 +1,4 @@
 """Items 8 and 9: the command line, its help, previews, and one-line errors on bad input."""
-import hashlib
 import subprocess
 import sys
 import zipfile
@@ -10,7 +9,7 @@ import pytest
 import zarr
 
 from simgen.store import SCHEMA
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,21 +54,6 @@ def test_preview_png_and_mp4(store, tmp_path):
     assert len(frames) == n[1] - n[0]
 
 
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    for f in sorted(path.rglob("*")):
-        h.update(str(f.relative_to(path)).encode())
-        if f.is_file():
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def _assert_error(p, fragment):
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    lines = [l for l in p.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and fragment in lines[0], p.stderr
-
-
 @pytest.mark.parametrize("args,fragment", [
     (["--task", "fly"], "unknown task 'fly'"),
     (["--task", "pick", "--cameras", "front,top"], "unknown camera 'top'"),
@@ -82,7 +66,7 @@ def test_bad_render_arguments(tmp_path, args, fragment):
     argv = ["render", "--out", out, *args]
     if "--episodes" not in args:
         argv += ["--episodes", "1"]
-    _assert_error(run_cli(*argv), fragment)
+    assert_one_line_error(run_cli(*argv), fragment)
     assert not out.exists()
 
 
@@ -105,25 +89,25 @@ def test_refuses_paths_that_are_not_its_stores(tmp_path, store):
     cases = [(f, "not a zarr store"), (d, "not a zarr store"), (other, "not a simgen store"),
              (old, "schema version 99")]
     for path, fragment in cases:
-        before = _tree_digest(path) if path.is_dir() else path.read_bytes()
+        before = tree_digest(path) if path.is_dir() else path.read_bytes()
         p = run_cli("render", "--task", "pick", "--episodes", 1, "--out", path, "--quiet")
-        _assert_error(p, fragment)
-        after = _tree_digest(path) if path.is_dir() else path.read_bytes()
+        assert_one_line_error(p, fragment)
+        after = tree_digest(path) if path.is_dir() else path.read_bytes()
         assert before == after, path
-    _assert_error(run_cli("info", old), "schema version 99")
-    _assert_error(run_cli("info", tmp_path / "missing.zarr"), "no such store")
+    assert_one_line_error(run_cli("info", old), "schema version 99")
+    assert_one_line_error(run_cli("info", tmp_path / "missing.zarr"), "no such store")
 
 
 def test_refuses_a_store_made_with_other_settings(store):
-    before = _tree_digest(store)
+    before = tree_digest(store)
     p = run_cli("render", "--task", "pick", "--episodes", 3, "--out", store, "--resolution", "32x32")
-    _assert_error(p, "different settings (height, width)")
-    assert _tree_digest(store) == before
+    assert_one_line_error(p, "different settings (height, width)")
+    assert tree_digest(store) == before
 
 
 def test_preview_bad_arguments(store, tmp_path):
-    _assert_error(run_cli("preview", store, "--episode", 9, "--out", tmp_path / "x.png"), "out of range")
-    _assert_error(run_cli("preview", store, "--out", tmp_path / "x.gif"), "must end in .mp4 or .png")
+    assert_one_line_error(run_cli("preview", store, "--episode", 9, "--out", tmp_path / "x.png"), "out of range")
+    assert_one_line_error(run_cli("preview", store, "--out", tmp_path / "x.gif"), "must end in .mp4 or .png")
 
 
 def test_wheel_ships_tasks_and_assets(tmp_path):

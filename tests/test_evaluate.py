@@ -1,7 +1,5 @@
 """`realdiff eval` end to end on the committed 7-Scenes fixture (pair store made in the test)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -9,6 +7,7 @@ import pytest
 
 from realdiff.evaluate import evaluate
 from realdiff.pairs import make_pairs
+from tests.conftest import run_realdiff
 
 FIX = Path(__file__).parent / "fixtures" / "kinect7"
 
@@ -36,18 +35,13 @@ def test_eval_writes_metrics_table_and_plots(pairs, tmp_path):
         assert imageio.imread(out / png).ndim == 3
 
 
-def _realdiff(*args):
-    return subprocess.run([sys.executable, "-m", "realdiff", *map(str, args)], capture_output=True,
-                          text=True)
-
-
 def test_eval_cli_and_bad_input(pairs, tmp_path):
-    p = _realdiff("eval", "--pairs", pairs, "--split", "val", "--noiser", "axial-lateral",
+    p = run_realdiff("eval", "--pairs", pairs, "--split", "val", "--noiser", "axial-lateral",
                   "--no-two-sample", "--quiet")
     assert p.returncode == 0 and "| axial-lateral |" in p.stdout, p.stderr
     for args, fragment in ((["--noiser", "perlin"], "perlin"), (["--split", "test", "--all"], "split"),
                            ([], "--noiser NAME or --all")):
-        p = _realdiff("eval", "--pairs", pairs, "--quiet", *args)
+        p = run_realdiff("eval", "--pairs", pairs, "--quiet", *args)
         assert p.returncode == 2 and fragment in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = _realdiff("eval", "--pairs", FIX, "--noiser", "identity")
+    p = run_realdiff("eval", "--pairs", FIX, "--noiser", "identity")
     assert p.returncode == 2 and "not a pair store" in p.stderr

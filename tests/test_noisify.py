@@ -1,5 +1,4 @@
 """`realdiff noisify` on real simgen stores: output, determinism, resume, refusals, bad input."""
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import zarr
 
 from realdiff.noisify import noisify_store
 from simgen.store import Store, shard_frames
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli, run_realdiff, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +19,6 @@ def store(tmp_path_factory):
     run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--cameras", "front",
             "--resolution", "320x240", "--no-rgb", "--quiet", check=True)
     return out
-
-
-def _digest(path):
-    h = hashlib.sha1()
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and f.name != ".simgen.lock":
-            h.update(str(f.relative_to(path)).encode() + f.read_bytes())
-    return h.hexdigest()
 
 
 def _noisy(path, key="front_depth_noisy"):
@@ -80,33 +71,22 @@ def test_killed_run_resumes_to_the_same_result(store, tmp_path):
     np.testing.assert_array_equal(_noisy(cut), _noisy(ref))
 
 
-def _realdiff(*args):
-    return subprocess.run([sys.executable, "-m", "realdiff", *map(str, args)], capture_output=True,
-                          text=True)
-
-
-def _one_line_error(p, fragment):
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    lines = [l for l in p.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and fragment in lines[0], p.stderr
-
-
 def test_refuses_to_overwrite_and_rejects_bad_input(store, tmp_path):
     path = tmp_path / "s.zarr"
     shutil.copytree(store, path)
-    p = _realdiff("noisify", path, "--noiser", "gaussian", "--quiet")
+    p = run_realdiff("noisify", path, "--noiser", "gaussian", "--quiet")
     assert p.returncode == 0, p.stderr
-    before = _digest(path)
-    _one_line_error(_realdiff("noisify", path, "--noiser", "gaussian", "--quiet"), "exists and is complete")
-    _one_line_error(_realdiff("noisify", path, "--noiser", "identity", "--quiet"), "other settings")
-    _one_line_error(_realdiff("noisify", path, "--noiser", "perlin", "--quiet"), "perlin")
-    _one_line_error(_realdiff("noisify", path, "--cameras", "top", "--quiet"), "no camera 'top'")
-    assert _digest(path) == before
-    assert _realdiff("noisify", path, "--noiser", "identity", "--overwrite", "--quiet").returncode == 0
+    before = tree_digest(path)
+    assert_one_line_error(run_realdiff("noisify", path, "--noiser", "gaussian", "--quiet"), "exists and is complete")
+    assert_one_line_error(run_realdiff("noisify", path, "--noiser", "identity", "--quiet"), "other settings")
+    assert_one_line_error(run_realdiff("noisify", path, "--noiser", "perlin", "--quiet"), "perlin")
+    assert_one_line_error(run_realdiff("noisify", path, "--cameras", "top", "--quiet"), "no camera 'top'")
+    assert tree_digest(path) == before
+    assert run_realdiff("noisify", path, "--noiser", "identity", "--overwrite", "--quiet").returncode == 0
     np.testing.assert_array_equal(_noisy(path), zarr.open_group(path)["data/front_depth"][:])
     other = tmp_path / "other.zarr"
     zarr.open_group(other, mode="w").attrs["x"] = 1
-    _one_line_error(_realdiff("noisify", other, "--quiet"), "not a simgen store")
+    assert_one_line_error(run_realdiff("noisify", other, "--quiet"), "not a simgen store")
     # A store whose depth is float with a NaN: refused before anything is written.
     bad = tmp_path / "nan.zarr"
     shutil.copytree(store, bad)
@@ -115,9 +95,9 @@ def test_refuses_to_overwrite_and_rejects_bad_input(store, tmp_path):
     depth[5, 10, 10] = np.nan
     del g["data/front_depth"]
     g["data"].create_array("front_depth", data=depth, chunks=(1, 240, 320))
-    before = _digest(bad)
-    _one_line_error(_realdiff("noisify", bad, "--quiet"), "NaN")
-    assert _digest(bad) == before
+    before = tree_digest(bad)
+    assert_one_line_error(run_realdiff("noisify", bad, "--quiet"), "NaN")
+    assert tree_digest(bad) == before
 
 
 def test_render_can_extend_a_noisified_store(store, tmp_path):
@@ -143,7 +123,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
     shutil.copytree(store, ref)
     shutil.copytree(store, path)
     args = ["noisify", "--noiser", "structured-light", "--seed", "5", "--workers", "1", "--quiet"]
-    assert _realdiff(*args[:1], ref, *args[1:]).returncode == 0
+    assert run_realdiff(*args[:1], ref, *args[1:]).returncode == 0
     rng = np.random.default_rng(1)
     for _ in range(4):
         p = subprocess.Popen([sys.executable, "-m", "realdiff", args[0], str(path), *args[1:]],
@@ -158,5 +138,5 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
     if "front_depth_noisy" in arr and arr["front_depth_noisy"].attrs["noisify"]["complete"]:
         np.testing.assert_array_equal(_noisy(path), _noisy(ref))
     else:
-        assert _realdiff(*args[:1], path, *args[1:]).returncode == 0
+        assert run_realdiff(*args[:1], path, *args[1:]).returncode == 0
         np.testing.assert_array_equal(_noisy(path), _noisy(ref))
