@@ -30,11 +30,12 @@ def cmd_noisify(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from realdiff.evaluate import all_noisers, evaluate, markdown_table
+    from realdiff.evaluate import evaluate, markdown_table
+    from realdiff.noise_models import NOISERS
 
     if not args.all and not args.noiser:
         raise ValueError("give --noiser NAME or --all")
-    names = all_noisers() if args.all else [args.noiser]
+    names = list(NOISERS) if args.all else [args.noiser]
     result = evaluate(args.pairs, args.split, names, args.out, seed=args.seed,
                       two_sample=not args.no_two_sample, progress=not args.quiet)
     print(markdown_table(result))

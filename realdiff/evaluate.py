@@ -15,7 +15,7 @@ import zarr
 from tqdm import tqdm
 
 from realdiff import metrics
-from realdiff.noise_models import NOISERS, load_noiser
+from realdiff.noise_models import load_noiser
 from realdiff.pairs import PAIRS_SCHEMA
 from simgen.preview import colorize_depth
 
@@ -129,7 +129,3 @@ def _triplets(clean, real, gen, path: Path) -> None:
         tiles = [colorize_depth(x, lo, hi) for x in (c, r, g)]
         rows.append(np.concatenate([np.pad(t, ((0, 4), (0, 4), (0, 0))) for t in tiles], axis=1))
     imageio.imwrite(path, np.concatenate(rows, axis=0))
-
-
-def all_noisers() -> list[str]:
-    return list(NOISERS)
