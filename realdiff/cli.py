@@ -1,4 +1,4 @@
-"""realdiff command line: `pair`, `noisify`, `eval`; `train` arrives with RealD²iff."""
+"""realdiff command line: `pair`, `train`, `noisify`, `eval`."""
 from __future__ import annotations
 
 import sys
@@ -14,6 +14,20 @@ def cmd_pair(args) -> int:
                    progress=not args.quiet)
     print(f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val); median "
           f"|real - clean| over pixels valid in both: {s['median_abs_diff_mm']:.1f} mm")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from realdiff.train import make_config, train
+
+    cfg = make_config(args.preset, coarse_iters=args.coarse_iters, fine_iters=args.fine_iters,
+                      fgs_weight=0.0 if args.no_fgs else None, dgo_beta=0.0 if args.no_dgo else None,
+                      no_coarse=args.no_coarse, no_fine=args.no_fine, name=args.name, seed=args.seed,
+                      threads=args.threads, device=args.device)
+    r = train(args.pairs, args.out, cfg, coarse_from=args.coarse_from, fine_from=args.fine_from,
+              progress=not args.quiet)
+    print(f"{args.out}: {cfg.model.name} trained in {r['seconds'] / 60:.1f} min; validation "
+          f"({cfg.val_frames} frames): {r['meta']['val']}")
     return 0
 
 
@@ -35,7 +49,7 @@ def cmd_eval(args) -> int:
 
     if not args.all and not args.noiser:
         raise ValueError("give --noiser NAME or --all")
-    names = list(NOISERS) if args.all else [args.noiser]
+    names = list(NOISERS) if args.all else [n.strip() for n in args.noiser.split(",") if n.strip()]
     result = evaluate(args.pairs, args.split, names, args.out, seed=args.seed,
                       two_sample=not args.no_two_sample, progress=not args.quiet)
     print(markdown_table(result))
@@ -65,14 +79,38 @@ def build_parser() -> Parser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_pair)
 
+    t = sub.add_parser("train", help="train RealD²iff (clean-to-noisy depth diffusion) on a pair store",
+                       description="Train the coarse stage (1/4 resolution, with Frequency-Guided "
+                       "Supervision) then the fine stage (full-resolution patches, with Discrepancy-"
+                       "Guided Optimization) on the train split, validating on the val split. "
+                       "Checkpoints go to OUT.train/; re-running the same command resumes.")
+    t.add_argument("pairs", help="pair store from `realdiff pair`")
+    t.add_argument("--out", required=True, help="model file to write (EMA weights and config)")
+    t.add_argument("--preset", default="cpu", help="cpu (default, about 40 min on 2 cores), gpu, or tiny")
+    t.add_argument("--coarse-iters", type=int, default=None, help="coarse-stage iterations (preset's)")
+    t.add_argument("--fine-iters", type=int, default=None, help="fine-stage iterations (preset's)")
+    t.add_argument("--no-fgs", action="store_true", help="ablation: coarse stage without FGS")
+    t.add_argument("--no-dgo", action="store_true", help="ablation: fine stage without DGO")
+    t.add_argument("--no-coarse", action="store_true", help="ablation: fine stage only")
+    t.add_argument("--no-fine", action="store_true", help="ablation: coarse stage only")
+    t.add_argument("--coarse-from", default=None, help="copy the coarse stage from this model file")
+    t.add_argument("--fine-from", default=None, help="copy the fine stage from this model file")
+    t.add_argument("--name", default=None, help="the model's name in benchmark tables (default reald2iff)")
+    t.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    t.add_argument("--device", default=None, help="cpu or cuda (preset's)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
     z = sub.add_parser("noisify", help="add sensor-like depth to a simgen store",
                        description="For each camera, read <camera>_depth (clean) and write "
                        "<camera>_depth_<suffix> with a noise model, shard by shard on all cores. "
                        "A killed run resumes when re-run with the same settings.")
     z.add_argument("store", help="simgen store (from `simgen render`)")
-    z.add_argument("--noiser", default="structured-light",
+    z.add_argument("--noiser", default="reald2iff",
                    help="noise model: a registered name (identity, gaussian, axial-lateral, "
-                   "structured-light) or a .json file saved by a model (default structured-light)")
+                   "structured-light, reald2iff), a .json file saved by a model, or a .pt model "
+                   "from `realdiff train` (default reald2iff, the committed weights)")
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
     z.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -88,7 +126,8 @@ def build_parser() -> Parser:
                        "(real versus real).")
     e.add_argument("--pairs", required=True, help="pair store from `realdiff pair`")
     e.add_argument("--split", default="val", help="train or val (default val)")
-    e.add_argument("--noiser", default=None, help="a registered name or a model .json file")
+    e.add_argument("--noiser", default=None, help="comma-separated noise models: registered names "
+                   "(reald2iff: the committed weights), .json files or .pt models from `realdiff train`")
     e.add_argument("--all", action="store_true", help="score every registered noiser")
     e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
     e.add_argument("--seed", type=int, default=0, help="noise and test seed (default 0)")

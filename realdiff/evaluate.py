@@ -48,8 +48,12 @@ def generate(model, clean: np.ndarray, K: np.ndarray, frame_ids: np.ndarray, see
              progress: bool = False) -> np.ndarray:
     """The model's noisy depth for every frame, each with its own seeded generator."""
     out = np.empty_like(clean)
-    for i in tqdm(range(len(clean)), desc=model.name, unit="frame", disable=not progress, leave=False):
-        out[i] = model.noisify(clean[i:i + 1], K, np.random.default_rng([seed, int(frame_ids[i])]))[0]
+    bar = tqdm(total=len(clean), desc=model.name, unit="frame", disable=not progress, leave=False)
+    for s in range(0, len(clean), 8):
+        rngs = [np.random.default_rng([seed, int(i)]) for i in frame_ids[s:s + 8]]
+        out[s:s + 8] = model.noisify_frames(clean[s:s + 8], K, rngs)
+        bar.update(len(rngs))
+    bar.close()
     return out
 
 

@@ -205,6 +205,25 @@ class NoiseModel(ABC):
     def __call__(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self.noisify(depth, K, rng)
 
+    def noisify_frames(self, depth: np.ndarray, K: np.ndarray, rngs: list) -> np.ndarray:
+        """Like noisify, with one generator per frame: a frame's output depends on its own
+        generator only, however frames are batched."""
+        validate_depth(depth)
+        K = validate_K(K)
+        if len(rngs) != len(depth):
+            raise ValueError(f"{len(rngs)} generators for {len(depth)} frames")
+        for rng in rngs:
+            _validate_rng(rng)
+        view = depth.view()
+        view.flags.writeable = False
+        out = self._noisify_frames(view, K, rngs)
+        _check_output(out, depth, self.name)
+        return out.copy() if np.may_share_memory(out, depth) else out
+
+    def _noisify_frames(self, depth: np.ndarray, K: np.ndarray, rngs: list) -> np.ndarray:
+        """Frame by frame; models that batch frames (RealD²iff) override this."""
+        return np.concatenate([self._noisify(depth[i:i + 1], K, rng) for i, rng in enumerate(rngs)])
+
     @abstractmethod
     def _noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The model itself, on validated input (read-only)."""
@@ -216,8 +235,8 @@ class NoiseModel(ABC):
 
     def to_json(self) -> str:
         """The model as JSON: {"name", "version", "params"}; ``load_noiser(path)`` reads it back."""
-        return json.dumps({"name": self.name, "version": self.version, "params": self.params()},
-                          indent=2)
+        return json.dumps({"name": type(self).name, "version": self.version, "params": self.params()},
+                          indent=2)  # the class's registered name (an instance may carry a label)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -589,7 +608,10 @@ class StructuredLight(NoiseModel):
 # ---------------------------------------------------------------------------------------------------
 # Registry, saving and loading, plain callables
 
-NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight)}
+from realdiff.reald2iff import RealD2iffNoiser  # noqa: E402 (it builds on NoiseModel above)
+
+NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
+                                                 RealD2iffNoiser)}
 
 
 def from_json(text: str) -> NoiseModel:
@@ -612,15 +634,18 @@ def from_json(text: str) -> NoiseModel:
 
 def load_noiser(name_or_path) -> NoiseModel:
     """A noise model by registered name (fitted parameters from realdiff/params/<name>.json if that
-    file exists, else defaults) or from a .json file written by ``to_json``."""
+    file exists, else defaults), from a .json file written by ``to_json``, or a RealD²iff model
+    file (.pt) written by ``realdiff train``."""
     key = str(name_or_path)
     if key in NOISERS:
         saved = PARAMS_DIR / f"{key}.json"
         return from_json(saved.read_text()) if saved.is_file() else NOISERS[key]()
     if key.endswith(".json") and Path(key).is_file():
         return from_json(Path(key).read_text())
-    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join(NOISERS)} "
-                     "or the path of a .json file written by to_json()")
+    if key.endswith(".pt"):
+        return RealD2iffNoiser(weights=key)  # ValueError if it is missing or not a model
+    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join(NOISERS)}, the path of a "
+                     ".json file written by to_json(), or a .pt model from `realdiff train`")
 
 
 class CallableNoiser(NoiseModel):

@@ -10,6 +10,7 @@ process, after each shard is written) and skipped next time.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import zlib
@@ -29,19 +30,25 @@ def _shard_ranges(n: int, per_shard: int) -> list[tuple[int, int]]:
     return [(s, min(s + per_shard, n)) for s in range(0, n, per_shard)]
 
 
+@functools.lru_cache(maxsize=2)
+def _model(model_json: str, threads: int):
+    """The worker's model, loaded once per process; torch (RealD²iff) gets `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return from_json(model_json)
+
+
 def _noisify_shard(path: str, src_key: str, dst_key: str, camera: str, start: int, end: int,
-                   model_json: str, K: list, seed: int) -> tuple[str, int, int]:
+                   model_json: str, K: list, seed: int, threads: int = 1) -> tuple[str, int, int]:
     """Worker: noisify frames [start, end) of one camera and write them (one whole shard)."""
-    model = from_json(model_json)
+    model = _model(model_json, threads)
     data = zarr.open_group(path, mode="r+")["data"]
     src = data[src_key][start:end]
     clean = depth_from_stored(src) if src.dtype == np.uint16 else src.astype(np.float32)
-    K = np.asarray(K, float)
     cam = zlib.crc32(camera.encode())
-    out = np.empty(clean.shape, np.float32)
-    for i in range(len(clean)):
-        rng = np.random.default_rng([seed, cam, start + i])
-        out[i] = model.noisify(clean[i:i + 1], K, rng)[0]
+    rngs = [np.random.default_rng([seed, cam, start + i]) for i in range(len(clean))]
+    out = model.noisify_frames(clean, np.asarray(K, float), rngs)
     data[dst_key][start:end] = depth_to_stored(out)
     return dst_key, start, end
 
@@ -59,7 +66,10 @@ def _check_clean(a: zarr.Array, key: str) -> None:
             raise StoreError(f"{key} holds negative depth (frames {start}..{end - 1})")
 
 
-def noisify_store(path: str | Path, noiser: str = "structured-light", cameras: list[str] | None = None,
+DEFAULT_NOISER = "reald2iff"
+
+
+def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[str] | None = None,
                   suffix: str = "noisy", seed: int = 0, overwrite: bool = False,
                   workers: int | None = None, progress: bool = True) -> dict:
     """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary."""
@@ -97,10 +107,11 @@ def noisify_store(path: str | Path, noiser: str = "structured-light", cameras: l
                     jobs.append((str(store.path), src_key, dst_key, c, start, end, model.to_json(), K, seed))
         total = sum(j[5] - j[4] for j in jobs)
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
-        workers = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=min(workers, max(1, len(jobs))),
+        procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+        threads = max(1, (os.cpu_count() or 1) // procs)  # torch threads per process: no oversubscription
+        with ProcessPoolExecutor(max_workers=procs,
                                  mp_context=mp.get_context("spawn")) as pool:  # no fork: zarr runs an event-loop thread
-            futures = [pool.submit(_noisify_shard, *j) for j in jobs]
+            futures = [pool.submit(_noisify_shard, *j, threads) for j in jobs]
             for f in as_completed(futures):
                 dst_key, start, end = f.result()
                 dst = data[dst_key]

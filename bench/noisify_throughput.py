@@ -1,0 +1,84 @@
+"""Noisify throughput: `realdiff noisify` (RealD²iff, the default noiser) versus `simgen render`.
+
+For each resolution (128x128 and 640x480), in one run on one machine, both using every core:
+  render    depth frames/s of `simgen render --task pick` with the front and wrist cameras, no RGB,
+            --workers = all cores, writing included (start-up excluded: steady rate from the first
+            finished episode), counted as camera images (2 per control step);
+  noisify   depth frames/s of `realdiff noisify` on that store with the default noiser and workers,
+            from the call to its return (process start-up and model loading included);
+and their ratio (target at 128x128: >= 1.0, the noiser keeps pace with rendering). `--profile`
+also prints where the noiser's time goes (torch profiler, one batch at 128x128).
+
+    python bench/noisify_throughput.py [--episodes 12] [--big-episodes 2] [--noiser reald2iff] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from realdiff.noisify import DEFAULT_NOISER, noisify_store  # noqa: E402
+from simgen.runner import RenderConfig, render_dataset  # noqa: E402
+
+CAMS = ("front", "wrist")
+
+
+def measure(width: int, height: int, episodes: int, noiser: str, tmp: str) -> dict:
+    path = os.path.join(tmp, f"b{width}x{height}.zarr")
+    cfg = RenderConfig(task="pick", episodes=episodes, seed=2000, cameras=CAMS, width=width, height=height,
+                       rgb=False, workers=os.cpu_count() or 1)
+    r = render_dataset(cfg, path, progress=False)
+    render_fps = r["steady_steps_per_s"] * len(CAMS)
+    t = time.perf_counter()
+    s = noisify_store(path, noiser=noiser, progress=False)
+    noisify_fps = s["frames"] * len(CAMS) / (time.perf_counter() - t)
+    return {"resolution": f"{width}x{height}", "frames": s["frames"] * len(CAMS), "render_fps": render_fps,
+            "noisify_fps": noisify_fps, "ratio": noisify_fps / render_fps}
+
+
+def profile(noiser: str) -> None:
+    import torch
+    from torch.profiler import profile as torch_profile
+
+    from realdiff.noise_models import load_noiser
+
+    model = load_noiser(noiser)
+    depth = np.random.default_rng(0).uniform(0.6, 1.6, (model.batch, 128, 128)).astype(np.float32)
+    K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
+    rngs = lambda: [np.random.default_rng(i) for i in range(len(depth))]  # noqa: E731
+    model.noisify_frames(depth, K, rngs())
+    with torch_profile() as p:
+        model.noisify_frames(depth, K, rngs())
+    print(f"\nprofile of one batch of {len(depth)} frames at 128x128 ({torch.get_num_threads()} threads):")
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=12, help="pick episodes at 128x128 (default 12)")
+    ap.add_argument("--big-episodes", type=int, default=2, help="pick episodes at 640x480 (default 2)")
+    ap.add_argument("--noiser", default=DEFAULT_NOISER, help=f"noise model (default {DEFAULT_NOISER})")
+    ap.add_argument("--profile", action="store_true", help="print a torch profile of the noiser")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for (w, h), eps in (((128, 128), args.episodes), ((640, 480), args.big_episodes)):
+            rows.append(measure(w, h, eps, args.noiser, tmp))
+            r = rows[-1]
+            print(f"{r['resolution']}: render {r['render_fps']:.1f} frames/s, noisify ({args.noiser}) "
+                  f"{r['noisify_fps']:.1f} frames/s, ratio {r['ratio']:.2f} ({r['frames']} frames)", flush=True)
+    print(f"\n{os.cpu_count()} cores. | resolution | render frames/s | noisify frames/s | noisify/render |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['resolution']} | {r['render_fps']:.1f} | {r['noisify_fps']:.1f} | {r['ratio']:.2f} |")
+    if args.profile:
+        profile(args.noiser)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to bottom.
+
+1. Representation. For clean depth c and real sensor depth z (metres, 0 = no reading) the model
+   generates two channels over the pixels with a clean depth:
+
+       residual  y = asinh(S (1/z - 1/c)) / A        S = 300 m, A = 2   (0 where z has no reading)
+       holes     h = +1 where z has no reading, -1 where it has one
+
+   The residual lives in inverse depth (disparity), where a triangulating sensor's noise does not
+   depend on depth; asinh keeps gross outliers (twin mismatch, flying pixels) in a bounded range
+   without clipping them. The network sees the clean depth as log(clip(c, 0.1 m, 5 m)) and a validity
+   channel, so any depth in 0.1-5 m is in range; outside the training depths (about 0.75-3.3 m) the
+   residual in inverse depth extrapolates as noise growing with c^2, like the sensor's.
+   Decoding: z = 1 / (1/c + sinh(A y) / S), and no reading where h > 0.
+
+2. Coarse stage: a conditional diffusion model over (y_c, h_c) at 1/4 resolution, where
+   y_c = the 4x4 block mean of y over the block's readings and h_c = 2 * (block hole fraction) - 1,
+   given the block-mean log depth and valid fraction. It generates the global structural distortion.
+   Trained with the v-prediction loss plus Frequency-Guided Supervision (FGS) on its predicted
+   clean sample x0^ = alpha_t x_t - sigma_t v^ (per sample, over the residual channel y_c, with M the
+   valid-block mask and F the orthonormal 2-D DFT):
+
+       L_FGS = alpha_t^2 * sum_k W(k) |F(M x0^)(k) - F(M x0)(k)| / sum_k W(k)
+       W(k)  = exp(-(|k| / k_c)^2),   |k| in cycles/pixel, k_c = 0.08 (low frequencies count most)
+       L_coarse = mean_pixels M (v^ - v)^2 / mean M  +  lambda_FGS * mean_batch L_FGS
+
+   (alpha_t^2 keeps the nearly-pure-noise steps, whose x0^ can only be a blur, from dominating.)
+
+3. Fine stage: a conditional diffusion model over (y - up(y_c), h) at full resolution (trained on
+   patches, fully convolutional at inference), given log depth, validity and the bilinearly upsampled
+   coarse output up(y_c), up(h_c): it generates local perturbations and holes. Trained with
+   Discrepancy-Guided Optimization (DGO): the per-pixel v-loss weighted by where real and clean
+   disagree,
+
+       D(p) = min(|y(p)| / tau, 1) for a reading,  1 on a hole or within 2 px of one (its border)
+       w(p) = M(p) (1 + beta D(p))                  tau = 0.5, beta = 4, M = clean-valid mask
+       L_fine = sum_p w(p) ||v^(p) - v(p)||^2 / sum_p w(p)
+
+   While training, the fine stage is conditioned on the real (y_c, h_c) with a little Gaussian noise
+   (conditioning augmentation); at inference on the coarse stage's sample.
+
+4. Sampling: DDIM over a cosine schedule (alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2), t in
+   [0, 1]) with a chosen number of steps per stage and eta (0 = deterministic DDIM, 1 = ancestral);
+   all noise comes from the caller's numpy Generator, one per frame, so a seed fixes the output
+   whatever the batch. The model runs on any image size (padded to a multiple of 16) and
+   intrinsics: it treats each pixel as a sensor pixel, i.e. it makes a sensor of the training
+   camera's per-pixel noise and hole statistics at the target camera's resolution.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from realdiff.noise_models import NoiseModel
+
+MODEL_VERSION = "reald2iff-1"  # bump when the representation or architecture changes
+S_INV, A_ASINH = 300.0, 2.0  # residual encoding y = asinh(S_INV * dinv) / A_ASINH
+DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # metres: the conditioning's depth range
+COARSE = 4  # the coarse stage's downsampling factor
+PAD = 32  # images are padded to a multiple of this
+
+
+# --- 1. representation ---------------------------------------------------------------------------
+
+def encode_condition(clean: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) clean depth (m) -> (B, 2, H, W): log depth (0 where none), validity."""
+    valid = clean > 0
+    logd = torch.log(clean.clamp(DEPTH_MIN, DEPTH_MAX))
+    return torch.stack([torch.where(valid, logd, 0.0), valid.float()], 1)
+
+
+def encode_target(clean: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) clean and real depth -> (B, 2, H, W): residual y and holes h (see the docstring)."""
+    cv, rv = clean > 0, real > 0
+    dinv = torch.where(cv & rv, 1.0 / real.clamp_min(1e-3) - 1.0 / clean.clamp_min(1e-3), 0.0)
+    y = torch.asinh(S_INV * dinv) / A_ASINH
+    h = torch.where(cv & ~rv, 1.0, -1.0)
+    return torch.stack([y, h], 1)
+
+
+def decode(clean: torch.Tensor, x: torch.Tensor, levels: tuple = ()) -> torch.Tensor:
+    """(B, H, W) clean depth and (B, 2, H, W) generated (y, h) -> (B, H, W) noisy depth (0 = none),
+    read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation)."""
+    y = x[:, 0].clamp(-6, 6)
+    inv = (1.0 / clean.clamp_min(1e-3) + torch.sinh(A_ASINH * y) / S_INV).clamp_min(1.0 / 20.0)
+    if len(levels) >= 2:
+        inv = snap_to_levels(inv, torch.tensor(levels, dtype=inv.dtype)).clamp_min(1.0 / 20.0)
+    z = 1.0 / inv  # never beyond 20 m, never negative
+    return torch.where((clean > 0) & (x[:, 1] <= 0), z, 0.0)
+
+
+def snap_to_levels(inv: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Each inverse depth to the nearest of the sorted `levels`; beyond them, to the lattice
+    continued with the first (last) spacing."""
+    i = torch.searchsorted(levels, inv.contiguous()).clamp(1, len(levels) - 1)
+    lo, hi = levels[i - 1], levels[i]
+    q = torch.where(inv - lo < hi - inv, lo, hi)
+    s0, s1 = levels[1] - levels[0], levels[-1] - levels[-2]
+    q = torch.where(inv < levels[0], levels[0] - torch.round((levels[0] - inv) / s0) * s0, q)
+    return torch.where(inv > levels[-1], levels[-1] + torch.round((inv - levels[-1]) / s1) * s1, q)
+
+
+def fit_levels(real: np.ndarray, min_count: int = 20, max_levels: int = 20000) -> tuple:
+    """The sensor's readout levels: the sorted inverse depths (1/m) that real depth (N, H, W) takes
+    at least min_count times; () if it takes more than max_levels values (not a quantised sensor).
+
+    A triangulating sensor reports quantised disparity (Kinect v1: 1/8 pixel, 1/z in steps of about
+    0.0029 / m), so its depth comes in bands whose width grows as z^2; decode reads out on them."""
+    v, count = np.unique(real[real > 0], return_counts=True)
+    if v.size > max_levels or (count >= min_count).sum() < 2:
+        return ()
+    return tuple(float(x) for x in np.sort(1.0 / v[count >= min_count].astype(np.float64)))
+
+
+def dequantise(real: torch.Tensor, levels: tuple, radius: int = 2) -> torch.Tensor:
+    """Undo readout banding in training targets: each reading's inverse depth becomes the mean over
+    its (2 radius + 1)^2 window of the readings within 1.5 level steps of its own (so depth edges
+    stay sharp). (B, H, W) metres in and out; holes stay 0; no levels returns the input."""
+    if len(levels) < 2:
+        return real
+    step = float(np.median(np.diff(levels)))
+    valid = real > 0
+    inv = torch.where(valid, 1.0 / real.clamp_min(1e-3), 0.0)
+    k = 2 * radius + 1
+    pad = lambda a: F.pad(a[:, None], (radius,) * 4)[:, 0]  # noqa: E731
+    inv_p, valid_p = pad(inv), pad(valid.float())
+    total, count = torch.zeros_like(inv), torch.zeros_like(inv)
+    H, W = real.shape[-2:]
+    for dy in range(k):
+        for dx in range(k):
+            n_inv, n_ok = inv_p[:, dy:dy + H, dx:dx + W], valid_p[:, dy:dy + H, dx:dx + W]
+            near = n_ok * ((n_inv - inv).abs() <= 1.5 * step)
+            total += near * n_inv
+            count += near
+    return torch.where(valid, 1.0 / (total / count.clamp_min(1)).clamp_min(1e-3), 0.0)
+
+
+def block_mean(x: torch.Tensor, weight: torch.Tensor, k: int = COARSE) -> torch.Tensor:
+    """k x k block mean of x (B, C, H, W) over pixels where weight (B, 1, H, W) > 0 (0 if none)."""
+    num = F.avg_pool2d(x * weight, k)
+    den = F.avg_pool2d(weight, k)
+    return torch.where(den > 0, num / den.clamp_min(1e-6), 0.0)
+
+
+def coarse_condition(cond: torch.Tensor) -> torch.Tensor:
+    """Full-resolution condition (B, 2, H, W) -> coarse (B, 2, H/4, W/4): mean log depth, valid fraction."""
+    valid = cond[:, 1:2]
+    return torch.cat([block_mean(cond[:, :1], valid), F.avg_pool2d(valid, COARSE)], 1)
+
+
+def coarse_target(target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """Full-resolution (y, h) -> coarse (y_c, h_c): block mean residual over readings, hole fraction."""
+    valid = cond[:, 1:2]
+    reading = valid * (target[:, 1:2] < 0)
+    y_c = block_mean(target[:, :1], reading)
+    hole_frac = block_mean((target[:, 1:2] > 0).float(), valid)
+    return torch.cat([y_c, 2 * hole_frac - 1], 1)
+
+
+def upsample(x: torch.Tensor, k: int = COARSE) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=k, mode="bilinear", align_corners=False)
+
+
+# --- 2. networks ---------------------------------------------------------------------------------
+
+@dataclass
+class NetConfig:
+    """A small U-Net: `unshuffle` folds s x s pixels into channels first; `widths` per level."""
+    in_ch: int = 4  # x_t (2) + condition channels
+    out_ch: int = 2
+    widths: tuple = (32, 64)
+    blocks: int = 1  # residual blocks per level and direction
+    unshuffle: int = 1
+    groups: int = 8
+
+    def __post_init__(self):
+        self.widths = tuple(int(w) for w in self.widths)
+        if not self.widths or any(w % self.groups for w in self.widths):
+            raise ValueError(f"widths {self.widths} must be non-empty multiples of groups={self.groups}")
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, FiLM (scale, shift) from the time embedding between, skip."""
+
+    def __init__(self, cin, cout, emb, groups):
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(groups, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(emb, 2 * cout)
+        self.n2, self.c2 = nn.GroupNorm(groups, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x, e):
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, 1)
+        h = self.c2(F.silu(self.n2(h) * (1 + scale) + shift))
+        return self.skip(x) + h
+
+
+class UNet(nn.Module):
+    """v-prediction network: (x_t, condition, t) -> v^. Global context: the bottleneck's mean
+    feature is added back to every position (image-wide scale and offset errors)."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.cfg = cfg
+        s, w, emb = cfg.unshuffle, cfg.widths, 4 * cfg.widths[0]
+        self.t_mlp = nn.Sequential(nn.Linear(w[0], emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.inp = nn.Conv2d(cfg.in_ch * s * s, w[0], 3, padding=1)
+        self.down, self.pool, self.up, self.unpool = (nn.ModuleList() for _ in range(4))
+        for i, c in enumerate(w):
+            cin = w[i - 1] if i else w[0]
+            self.down.append(nn.ModuleList([ResBlock(cin if j == 0 else c, c, emb, cfg.groups)
+                                            for j in range(cfg.blocks)]))
+            if i < len(w) - 1:
+                self.pool.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.glob = nn.Linear(w[-1], w[-1])
+        for i in reversed(range(len(w) - 1)):
+            self.unpool.append(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2))
+            self.up.append(nn.ModuleList([ResBlock(2 * w[i] if j == 0 else w[i], w[i], emb, cfg.groups)
+                                          for j in range(cfg.blocks)]))
+        self.out_norm = nn.GroupNorm(cfg.groups, w[0])
+        self.out = nn.Conv2d(w[0], cfg.out_ch * s * s, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x_t, cond, t):
+        half = self.cfg.widths[0] // 2
+        freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
+        e = self.t_mlp(torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1))
+        h = F.pixel_unshuffle(torch.cat([x_t, cond], 1), self.cfg.unshuffle)
+        h = self.inp(h)
+        skips = []
+        for i, blocks in enumerate(self.down):
+            for b in blocks:
+                h = b(h, e)
+            if i < len(self.pool):
+                skips.append(h)
+                h = self.pool[i](h)
+        h = h + self.glob(h.mean((2, 3)))[:, :, None, None]
+        for unpool, blocks in zip(self.unpool, self.up):
+            h = torch.cat([unpool(h), skips.pop()], 1)
+            for b in blocks:
+                h = b(h, e)
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), self.cfg.unshuffle)
+
+
+# --- 3. diffusion: schedule, losses, sampling -------------------------------------------------
+
+def alpha_sigma(t: torch.Tensor):
+    """Cosine schedule: (alpha_t, sigma_t), alpha^2 + sigma^2 = 1, shaped (B, 1, 1, 1)."""
+    t = t[:, None, None, None]
+    return torch.cos(0.5 * math.pi * t), torch.sin(0.5 * math.pi * t)
+
+
+def q_sample(x0, noise, t):
+    """x_t and the v target for clean sample x0, noise and times t."""
+    a, s = alpha_sigma(t)
+    return a * x0 + s * noise, a * noise - s * x0
+
+
+def frequency_weight(h: int, w: int, k_c: float = 0.08) -> torch.Tensor:
+    """W(k) = exp(-(|k|/k_c)^2) over the rfft2 grid of an (h, w) image; |k| in cycles/pixel."""
+    k = torch.hypot(torch.fft.fftfreq(h)[:, None], torch.fft.rfftfreq(w)[None, :])
+    return torch.exp(-(k / k_c) ** 2)
+
+
+def fgs_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor,
+             k_c: float = 0.08) -> torch.Tensor:
+    """Frequency-Guided Supervision: alpha^2 * sum_k W(k)|F(M x0^) - F(M x0)| / sum_k W(k), batch mean.
+
+    x0_hat, x0: (B, H, W) residual images; mask (B, H, W); alpha (B,)."""
+    diff = torch.fft.rfft2((x0_hat - x0) * mask, norm="ortho")  # F is linear: F(a) - F(b) = F(a - b)
+    wk = frequency_weight(x0.shape[-2], x0.shape[-1], k_c).to(x0.device)
+    per = (wk * diff.abs()).sum((-2, -1)) / wk.sum()
+    return (alpha.reshape(-1) ** 2 * per).mean()
+
+
+def discrepancy_weight(target: torch.Tensor, valid: torch.Tensor, tau: float = 0.5,
+                       beta: float = 4.0, border_px: int = 2) -> torch.Tensor:
+    """DGO weights w = M (1 + beta D), D = min(|y|/tau, 1) on readings and 1 on holes and their border.
+
+    target: (B, 2, H, W) (y, h); valid: (B, 1, H, W) clean-valid mask. Returns (B, 1, H, W)."""
+    hole = (target[:, 1:2] > 0).float() * valid
+    k = 2 * border_px + 1
+    near_hole = F.max_pool2d(hole, k, stride=1, padding=border_px)  # holes dilated by border_px
+    d = torch.maximum((target[:, :1].abs() / tau).clamp(max=1.0), near_hole)
+    return valid * (1 + beta * d)
+
+
+def weighted_mse(pred, target, weight):
+    """sum_p w(p) ||pred(p) - target(p)||^2 / sum_p w(p) (channels summed)."""
+    return (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(1e-8)
+
+
+@torch.no_grad()
+def ddim_sample(net: nn.Module, cond: torch.Tensor, noises: list[torch.Tensor], steps: int,
+                eta: float = 0.0) -> torch.Tensor:
+    """DDIM from t = 1 to 0 in `steps` equal steps. noises: steps + 1 tensors shaped like x (the
+    start and each step's fresh noise; the last is unused when eta = 0)."""
+    x = noises[0]
+    ts = torch.linspace(1.0, 0.0, steps + 1)
+    for i in range(steps):
+        t, s = ts[i].expand(x.shape[0]), ts[i + 1].expand(x.shape[0])
+        a_t, s_t = alpha_sigma(t)
+        a_s, s_s = alpha_sigma(s)
+        v = net(x, cond, t).float()
+        x0 = (a_t * x - s_t * v).clamp(-6, 6)
+        eps = s_t * x + a_t * v
+        if i == steps - 1:
+            return x0
+        ratio = (s_s / s_t) ** 2 * (1 - (a_t / a_s) ** 2)
+        s_eta = eta * torch.sqrt(ratio.clamp_min(0))
+        x = a_s * x0 + torch.sqrt((s_s ** 2 - s_eta ** 2).clamp_min(0)) * eps + s_eta * noises[i + 1]
+    return x
+
+
+# --- 4. the model: two stages, a checkpoint, the noise-model interface ------------------------
+
+@dataclass
+class ModelConfig:
+    """Which stages exist, their networks and their sampling steps."""
+    coarse: NetConfig | None = field(default_factory=lambda: NetConfig(in_ch=4, widths=(32, 64, 64), unshuffle=2))
+    fine: NetConfig | None = field(default_factory=lambda: NetConfig(in_ch=6, widths=(32, 64), unshuffle=4))
+    coarse_steps: int = 4
+    fine_steps: int = 2
+    eta: float = 1.0
+    name: str = "reald2iff"
+    levels: tuple = ()  # the sensor's readout levels (fit_levels), set by training
+
+    def __post_init__(self):
+        if self.coarse is None and self.fine is None:
+            raise ValueError("a model needs a coarse or a fine stage")
+        if isinstance(self.coarse, dict):
+            self.coarse = NetConfig(**self.coarse)
+        if isinstance(self.fine, dict):
+            self.fine = NetConfig(**self.fine)
+        if self.coarse_steps < 1 or self.fine_steps < 1:
+            raise ValueError("sampling steps must be >= 1")
+        self.levels = tuple(float(v) for v in self.levels)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class RealD2iff(nn.Module):
+    """The two stages; `generate` turns clean depth into noisy depth."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.coarse = UNet(cfg.coarse) if cfg.coarse else None
+        self.fine = UNet(cfg.fine) if cfg.fine else None
+
+    def draw_noise(self, shape_hw, rngs) -> dict:
+        """Every random number one sampling run needs, frame by frame from each frame's generator."""
+        H, W = shape_hw
+        out = {"coarse": [], "fine": []}
+        for rng in rngs:
+            if self.coarse is not None:
+                out["coarse"].append(rng.standard_normal((self.cfg.coarse_steps + 1, 2, H // COARSE, W // COARSE),
+                                                         dtype=np.float32))
+            if self.fine is not None:
+                out["fine"].append(rng.standard_normal((self.cfg.fine_steps + 1, 2, H, W), dtype=np.float32))
+        return {k: torch.from_numpy(np.stack(v, 1)) if v else None for k, v in out.items()}
+
+    @torch.no_grad()
+    def generate(self, clean: np.ndarray, rngs: list, bf16: bool = False, fine: bool = True) -> np.ndarray:
+        """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
+        fine=False leaves the fine stage out (the coarse stage's output alone)."""
+        B, H, W = clean.shape
+        Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
+        c = F.pad(torch.tensor(clean, dtype=torch.float32), (0, Wp - W, 0, Hp - H))
+        noise = self.draw_noise((Hp, Wp), rngs)
+        cond = encode_condition(c)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            coarse = torch.zeros(B, 2, Hp // COARSE, Wp // COARSE)
+            coarse[:, 1] = -1
+            if self.coarse is not None:
+                coarse = ddim_sample(self.coarse, coarse_condition(cond), list(noise["coarse"]),
+                                     self.cfg.coarse_steps, self.cfg.eta)
+            up = upsample(coarse)
+            if self.fine is not None and fine:
+                x = ddim_sample(self.fine, torch.cat([cond, up], 1), list(noise["fine"]),
+                                self.cfg.fine_steps, self.cfg.eta)
+                x = torch.cat([x[:, :1] + up[:, :1], x[:, 1:]], 1)
+            else:
+                x = up
+        return decode(c, x.float(), self.cfg.levels)[:, :H, :W].numpy().astype(np.float32)
+
+
+def save_model(model: RealD2iff, path: str | Path, meta: dict | None = None) -> None:
+    """Weights (float32 tensors) with the config, version and any metadata (plain data only)."""
+    torch.save({"version": MODEL_VERSION, "config": model.cfg.to_dict(), "meta": meta or {},
+                "state_dict": {k: v.detach().float().clone() for k, v in model.state_dict().items()}},
+               path)
+
+
+def load_model(path: str | Path) -> tuple[RealD2iff, dict]:
+    """(model in eval mode, metadata) from a file written by save_model; ValueError if it is not one.
+    Loaded with weights_only=True: no code in the file runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (torch raises many kinds for a bad file)
+        raise ValueError(f"{path}: not a RealD²iff checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or "version" not in ck or "state_dict" not in ck:
+        raise ValueError(f"{path}: not a RealD²iff checkpoint")
+    if ck["version"] != MODEL_VERSION:
+        raise ValueError(f"{path}: a model of version {ck['version']!r}; this code reads {MODEL_VERSION!r}")
+    try:
+        model = RealD2iff(ModelConfig(**ck["config"]))
+        model.load_state_dict(ck["state_dict"])
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"{path}: checkpoint does not match its config: {str(e).splitlines()[0]}") from None
+    return model.eval(), ck.get("meta", {})
+
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "params" / "reald2iff.pt"
+
+
+def _bf16_ok() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class RealD2iffNoiser(NoiseModel):
+    """RealD²iff behind the noise-model interface. `weights`: a file from `realdiff train` (default:
+    the committed weights trained on 7-Scenes); `bf16`: bfloat16 inference where the CPU supports it;
+    `batch`: frames per network call in noisify_frames."""
+
+    name = "reald2iff"
+    version = "1"
+
+    def __init__(self, weights: str | None = None, bf16: bool = True, batch: int = 8,
+                 threads: int | None = None):
+        self.weights = str(weights) if weights else None
+        self.model, self.meta = load_model(self.weights or DEFAULT_WEIGHTS)
+        self.bf16 = bool(bf16) and _bf16_ok()
+        self.batch, self.threads = int(batch), threads
+        variant = self.model.cfg.name
+        if variant != "reald2iff":
+            self.name = variant
+
+    def params(self) -> dict:
+        return {"weights": self.weights, "bf16": self.bf16, "batch": self.batch, "threads": self.threads}
+
+    def _noisify(self, depth, K, rng):
+        return self._noisify_frames(depth, K, [rng] * len(depth))
+
+    def _noisify_frames(self, depth, K, rngs):
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        out = np.empty_like(depth)
+        for s in range(0, len(depth), self.batch):
+            out[s:s + self.batch] = self.model.generate(depth[s:s + self.batch], rngs[s:s + self.batch], self.bf16)
+        return out

@@ -1,0 +1,301 @@
+"""RealD²iff: representation, FGS and DGO losses on hand-made inputs, sampling, saving, training."""
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realdiff import load_noiser
+from realdiff.pairs import make_pairs
+from realdiff.reald2iff import (A_ASINH, MODEL_VERSION, S_INV, ModelConfig, RealD2iff, RealD2iffNoiser,
+                                decode, dequantise, discrepancy_weight, encode_target, fgs_loss, fit_levels,
+                                frequency_weight, load_model, q_sample, save_model, snap_to_levels,
+                                weighted_mse)
+from realdiff.train import PairData, make_config, train
+from tests.conftest import assert_one_line_error, run_realdiff
+
+FIX = Path(__file__).parent / "fixtures" / "kinect7"
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rd") / "pairs.zarr"
+    make_pairs(FIX / "frames", FIX / "camera-intrinsics.txt", FIX / "scene_mesh.ply", out,
+               val_from=650, progress=False)  # 2 train frames, 1 val frame
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(pairs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rdm") / "tiny.pt"
+    train(pairs, out, make_config("tiny"), progress=False)
+    return out
+
+
+def _clean(B=2, H=40, W=56, seed=0):
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(0.5, 3.0, (B, H, W)).astype(np.float32)
+    d[:, :5, :7] = 0  # no reading in a corner
+    return d
+
+
+# --- representation -------------------------------------------------------------------------------
+
+def test_encode_decode_round_trip_and_holes_only_where_the_mask_says():
+    clean = torch.tensor([[[1.0, 2.0, 0.0, 4.5]]])
+    real = torch.tensor([[[1.01, 0.0, 0.0, 4.4]]])
+    x = encode_target(clean, real)
+    assert x[0, 1].tolist() == [[-1.0, 1.0, -1.0, -1.0]]  # a hole only where clean has a reading
+    assert x[0, 0, 0, 0].item() == pytest.approx(math.asinh(S_INV * (1 / 1.01 - 1)) / A_ASINH, rel=1e-5)
+    z = decode(clean, x)
+    assert z[0, 0].tolist() == pytest.approx([1.01, 0.0, 0.0, 4.4], abs=1e-4)
+    # any hole channel: readings exactly where h <= 0 and clean > 0
+    h = torch.tensor([[[[0.3, -0.2, 0.9, -1.0]]]])
+    z = decode(clean, torch.cat([torch.zeros_like(h), h], 1))
+    assert ((z > 0) == ((h[:, 0] <= 0) & (clean > 0))).all()
+    assert torch.equal(z[clean > 0][h[:, 0][clean > 0] <= 0], clean[(clean > 0) & (h[:, 0] <= 0)])
+
+
+def test_readout_levels_fit_snap_and_dequantise():
+    # a Kinect-like sensor: 1/z on a lattice of step 0.003 / m, so bands widen as z^2
+    levels_true = 0.25 + 0.003 * np.arange(400)
+    rng = np.random.default_rng(0)
+    z = np.tile(1 / levels_true[100:300], 8).reshape(4, 20, 20).astype(np.float32)  # each level 8 times
+    levels = fit_levels(z, min_count=8)
+    assert np.allclose(levels, levels_true[100:300], rtol=1e-6)
+    assert fit_levels(z, min_count=9) == ()
+    L = torch.tensor(levels, dtype=torch.float64)
+    inv = torch.tensor([L[3].item() + 0.4 * 0.003, L[3].item() + 0.6 * 0.003, L[0].item() - 2.2 * 0.003,
+                        L[-1].item() + 1.4 * 0.003], dtype=torch.float64)
+    got = snap_to_levels(inv, L)
+    assert got[0] == L[3] and got[1] == L[4]  # nearest level
+    assert got[2].item() == pytest.approx(L[0].item() - 2 * 0.003, rel=1e-3)  # lattice continued below
+    assert got[3].item() == pytest.approx(L[-1].item() + 0.003, rel=1e-3)  # and above
+    assert fit_levels(rng.uniform(0.5, 3, (2, 200, 200)).astype(np.float32)) == ()  # not quantised
+    # decode reads out on the levels; dequantise turns a banded ramp back into a smooth one
+    clean = torch.full((1, 1, 40), 1.5)
+    x = torch.zeros(1, 2, 1, 40)
+    x[:, 1] = -1
+    x[0, 0, 0] = torch.linspace(-0.5, 0.5, 40)
+    out = decode(clean, x, levels)
+    inv_out = 1 / out.double()
+    assert torch.allclose(snap_to_levels(inv_out, L), inv_out, atol=1e-6)
+    ramp = 1 / torch.linspace(0.60, 0.66, 64, dtype=torch.float64)[None, None].expand(1, 8, 64).float()
+    banded = (1 / snap_to_levels(1 / ramp.double(), L)).float()
+    smooth = dequantise(banded, levels)
+    assert (smooth - ramp)[:, :, 4:-4].abs().mean() < 0.5 * (banded - ramp)[:, :, 4:-4].abs().mean()
+    assert torch.equal(dequantise(banded, ()), banded)
+
+
+# --- Frequency-Guided Supervision ---------------------------------------------------------------
+
+def test_fgs_loss_matches_its_equation_on_cosines():
+    H, W = 16, 32
+    xs = torch.arange(W, dtype=torch.float64)
+    wk = frequency_weight(H, W)
+    for f_bin in (1, 4):  # a cosine along x at f_bin / W cycles per pixel
+        diff = torch.cos(2 * math.pi * f_bin * xs / W).expand(H, W)[None].float()
+        got = fgs_loss(diff, torch.zeros_like(diff), torch.ones_like(diff), torch.ones(1))
+        # rfft2 (ortho) of the cosine: one bin (0, f_bin) of magnitude sqrt(H W) / 2
+        want = math.exp(-((f_bin / W) / 0.08) ** 2) * math.sqrt(H * W) / 2 / wk.sum().item()
+        assert got.item() == pytest.approx(want, rel=1e-4)
+    low = fgs_loss(torch.cos(2 * math.pi * xs / W).expand(H, W)[None].float(), torch.zeros(1, H, W),
+                   torch.ones(1, H, W), torch.ones(1))
+    high = fgs_loss(torch.cos(2 * math.pi * 8 * xs / W).expand(H, W)[None].float(), torch.zeros(1, H, W),
+                    torch.ones(1, H, W), torch.ones(1))
+    assert low > 10 * high  # weighted toward the low frequencies
+    # alpha^2 scaling, masked pixels do not count, equal inputs give 0
+    d = torch.randn(2, H, W)
+    a = fgs_loss(d, torch.zeros_like(d), torch.ones_like(d), torch.tensor([1.0, 1.0]))
+    b = fgs_loss(d, torch.zeros_like(d), torch.ones_like(d), torch.tensor([0.5, 0.5]))
+    assert b.item() == pytest.approx(0.25 * a.item(), rel=1e-5)
+    assert fgs_loss(d, d.clone(), torch.ones_like(d), torch.ones(2)).item() == 0.0
+    assert fgs_loss(d, torch.zeros_like(d), torch.zeros_like(d), torch.ones(2)).item() == 0.0
+
+
+# --- Discrepancy-Guided Optimization --------------------------------------------------------------
+
+def test_dgo_weights_match_their_equation():
+    y = torch.zeros(1, 1, 1, 12)
+    y[0, 0, 0, :3] = torch.tensor([0.0, 0.25, -1.0])  # D = 0, 0.5, 1 (capped) with tau = 0.5
+    h = -torch.ones(1, 1, 1, 12)
+    h[0, 0, 0, 8] = 1  # a hole at x = 8: D = 1 at x = 6..10 (2 px border)
+    valid = torch.ones(1, 1, 1, 12)
+    valid[0, 0, 0, 11] = 0
+    w = discrepancy_weight(torch.cat([y, h], 1), valid, tau=0.5, beta=4.0)[0, 0, 0]
+    assert w.tolist() == [1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0, 0.0]
+    # beta = 0 is plain masked MSE; the loss is the w-weighted mean of the squared error
+    assert discrepancy_weight(torch.cat([y, h], 1), valid, beta=0.0)[0, 0, 0].tolist() == [1.0] * 11 + [0.0]
+    pred, target = torch.zeros(1, 2, 1, 2), torch.tensor([[[[1.0, 2.0]], [[0.0, 0.0]]]])
+    assert weighted_mse(pred, target, torch.tensor([[[[1.0, 3.0]]]])).item() == pytest.approx((1 + 3 * 4) / 4)
+
+
+def test_q_sample_v_target_recovers_x0():
+    x0, noise, t = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4), torch.tensor([0.1, 0.5, 0.9])
+    x_t, v = q_sample(x0, noise, t)
+    a, s = torch.cos(0.5 * math.pi * t)[:, None, None, None], torch.sin(0.5 * math.pi * t)[:, None, None, None]
+    assert torch.allclose(a * x_t - s * v, x0, atol=1e-5)
+
+
+# --- sampling: shapes, determinism, batching ----------------------------------------------------
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    cfg = make_config("tiny").model
+    m = RealD2iff(cfg).eval()
+    for p in m.parameters():  # untrained zero-initialised output layers would give clean depth back
+        p.data.normal_(0, 0.2)
+    return m
+
+
+def test_generate_shapes_determinism_and_batch_independence():
+    m = _model()
+    clean = _clean(B=3, H=37, W=50)  # not a multiple of anything
+    out = m.generate(clean, [np.random.default_rng(i) for i in range(3)])
+    assert out.shape == clean.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert (out[clean == 0] == 0).all() and (out >= 0).all()
+    assert not np.array_equal(out[clean > 0], clean[clean > 0])
+    again = m.generate(clean, [np.random.default_rng(i) for i in range(3)])
+    assert np.array_equal(out, again)  # same seeds, same output
+    other = m.generate(clean, [np.random.default_rng(i + 10) for i in range(3)])
+    assert not np.array_equal(out, other)
+    one = m.generate(clean[1:2], [np.random.default_rng(1)])  # a frame alone = the frame in a batch
+    assert np.allclose(one[0], out[1], atol=1e-5)
+
+
+def test_noiser_interface_on_any_resolution_and_rejects_bad_input(tiny_model):
+    noiser = load_noiser(str(tiny_model))
+    K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
+    for H, W in ((128, 128), (96, 72), (480, 640)):
+        d = _clean(B=2, H=H, W=W)
+        a = noiser.noisify(d, K, np.random.default_rng(5))
+        assert a.shape == d.shape and np.array_equal(a, noiser.noisify(d, K, np.random.default_rng(5)))
+    frames = noiser.noisify_frames(d, K, [np.random.default_rng(1), np.random.default_rng(2)])
+    assert np.array_equal(frames[1:], noiser.noisify_frames(d[1:], K, [np.random.default_rng(2)]))
+    with pytest.raises(ValueError, match="NaN"):
+        bad = d.copy()
+        bad[0, 0, 0] = np.nan
+        noiser.noisify(bad, K, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="float32"):
+        noiser.noisify(d.astype(np.float64), K, np.random.default_rng(0))
+    # to_json names the registered class, so noisify workers rebuild it
+    assert json.loads(noiser.to_json())["name"] == "reald2iff"
+
+
+# --- saving and loading ---------------------------------------------------------------------------
+
+def test_saved_model_reloads_to_identical_outputs(tmp_path):
+    m = _model(seed=3)
+    save_model(m, tmp_path / "m.pt", {"note": "test"})
+    m2, meta = load_model(tmp_path / "m.pt")
+    assert meta == {"note": "test"}
+    clean = _clean()
+    a = m.generate(clean, [np.random.default_rng(0), np.random.default_rng(1)])
+    b = m2.generate(clean, [np.random.default_rng(0), np.random.default_rng(1)])
+    assert np.array_equal(a, b)
+
+
+def test_bad_model_files_give_one_clear_error(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a RealD²iff checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    m = _model()
+    save_model(m, tmp_path / "m.pt")
+    ck = torch.load(tmp_path / "m.pt", weights_only=True)
+    ck["version"] = "reald2iff-0"
+    torch.save(ck, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=f"this code reads '{MODEL_VERSION}'"):
+        load_model(tmp_path / "old.pt")
+    torch.save({"version": MODEL_VERSION, "config": {"fine": None, "coarse": None}, "state_dict": {}},
+               tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match="coarse or a fine stage"):
+        load_model(tmp_path / "empty.pt")
+    # a pickled object that would run code on load is refused (weights_only)
+    torch.save({"version": MODEL_VERSION, "state_dict": {}, "config": ModelConfig()}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="not a RealD²iff checkpoint"):
+        load_model(tmp_path / "code.pt")
+    p = run_realdiff("eval", "--pairs", tmp_path / "none.zarr", "--noiser", tmp_path / "junk.pt")
+    assert_one_line_error(p, "not a RealD²iff checkpoint")
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+def test_training_on_the_fixture_lowers_the_loss(pairs):
+    """The fine stage's loss on a fixed batch (fixed noise and times) drops after 120 steps."""
+    cfg = make_config("tiny", fine_iters=120, no_coarse=True)
+    data = PairData(pairs, "train")
+    torch.manual_seed(0)
+    model = RealD2iff(cfg.model)
+    cond, target, _ = data.fine_batch(np.random.default_rng(123), 8, cfg.patch)
+    up = torch.zeros_like(cond)
+    up[:, 1] = -1
+    cond = torch.cat([cond, up], 1)
+    weight = discrepancy_weight(target, cond[:, 1:2])
+    gen = torch.Generator().manual_seed(0)
+    t, noise = torch.rand(8, generator=gen), torch.randn(target.shape, generator=gen)
+    x_t, v = q_sample(target, noise, t)
+
+    def fixed_loss():
+        with torch.no_grad():
+            return weighted_mse(model.fine(x_t, cond, t), v, weight).item()
+
+    before = fixed_loss()
+    from realdiff.train import train_stage
+    train_stage("fine", model, RealD2iff(cfg.model), data, PairData(pairs, "val"), cfg,
+                Path(pairs).parent, progress=False)
+    assert fixed_loss() < 0.85 * before
+
+
+def test_train_writes_a_model_with_config_and_validation(tiny_model):
+    model, meta = load_model(tiny_model)
+    assert model.coarse is not None and model.fine is not None
+    cfg = json.loads(meta["train_config"])
+    assert cfg["coarse_iters"] == 20 and cfg["fgs_weight"] > 0 and cfg["dgo_beta"] > 0
+    assert {"residual_w1_mm", "hole_f1"} <= set(json.loads(meta["val"]))
+    log = [json.loads(line) for line in Path(str(tiny_model) + ".train/log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in log} == {"coarse", "fine"} and all("spectrum_dist" in r for r in log)
+
+
+def test_killed_training_resumes(pairs, tmp_path):
+    out = tmp_path / "m.pt"
+    args = [sys.executable, "-m", "realdiff", "train", str(pairs), "--out", str(out), "--preset", "tiny",
+            "--coarse-iters", "60", "--fine-iters", "20"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ck = Path(str(out) + ".train") / "coarse.pt"
+    deadline = time.time() + 120
+    while not ck.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ck.exists() and not out.exists()
+    step = torch.load(ck, weights_only=True)["step"]
+    assert 0 < step < 60
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{step}/60" in r.stderr  # the bar starts where the checkpoint left off
+    assert torch.load(ck, weights_only=True)["step"] == 60 and out.exists()
+    # the same command with another config refuses to mix checkpoints
+    r = run_realdiff("train", pairs, "--out", out, "--preset", "tiny", "--coarse-iters", "70")
+    assert_one_line_error(r, "another config")
+
+
+def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
+    """--no-fgs with the fine stage copied trains only the coarse stage; --no-fine keeps coarse only."""
+    r = run_realdiff("train", pairs, "--out", tmp_path / "c.pt", "--preset", "tiny", "--no-fine",
+                     "--coarse-from", tiny_model, "--name", "coarse-only", "--quiet")
+    assert r.returncode == 0, r.stderr
+    m, _ = load_model(tmp_path / "c.pt")
+    src, _ = load_model(tiny_model)
+    assert m.fine is None and m.cfg.name == "coarse-only"
+    assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
+    noiser = load_noiser(str(tmp_path / "c.pt"))
+    assert isinstance(noiser, RealD2iffNoiser) and noiser.name == "coarse-only"
+    r = run_realdiff("train", pairs, "--out", tmp_path / "f.pt", "--preset", "tiny", "--no-coarse",
+                     "--fine-from", tiny_model, "--quiet")
+    assert_one_line_error(r, "trained with a coarse stage")
