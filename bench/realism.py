@@ -54,6 +54,39 @@ def main() -> None:
     order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full]
     run(["realdiff", "eval", "--pairs", args.pairs, "--split", "val", "--out", args.out,
          "--noiser", ",".join(BASELINES + [str(p) for p in order])])
+    grid = Path(args.out) / "grid.png"
+    example_grid(args.pairs, str(full), grid)
+    print(f"wrote {grid}")
+
+
+def example_grid(pairs: str, model: str, out: Path, frames=(20, 100, 180), seed: int = 0) -> None:
+    """Validation frames as rows: clean | real | RealD²iff | structured-light depth, then the residuals
+    real - clean | RealD²iff - clean (+-30 mm, red = farther, holes black), at half resolution."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from realdiff import load_noiser
+    from realdiff.evaluate import load_split
+    from simgen.preview import colorize_depth
+
+    clean, real, K, ids = load_split(pairs, "val")
+    noisers = [load_noiser(model), load_noiser("structured-light")]
+
+    def residual(c, z, lim=0.03):
+        x = np.clip(np.where((c > 0) & (z > 0), z - c, 0) / lim, -1, 1)
+        img = np.stack([0.5 + 0.5 * x, 0.5 - 0.5 * np.abs(x), 0.5 - 0.5 * x], -1)
+        img[(c > 0) & ~(z > 0)] = 0
+        return (255 * img).astype(np.uint8)
+
+    rows = []
+    for f in frames:
+        c, z = clean[f], real[f]
+        gens = [n.noisify_frames(c[None], K, [np.random.default_rng([seed, int(ids[f])])])[0] for n in noisers]
+        v = c[c > 0]
+        lo, hi = float(np.percentile(v, 1)), float(np.percentile(v, 99))
+        tiles = [colorize_depth(x, lo, hi) for x in (c, z, *gens)] + [residual(c, z), residual(c, gens[0])]
+        rows.append(np.concatenate([np.pad(t[::2, ::2], ((0, 3), (0, 3), (0, 0))) for t in tiles], axis=1))
+    imageio.imwrite(out, np.concatenate(rows, axis=0))
 
 
 if __name__ == "__main__":

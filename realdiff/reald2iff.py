@@ -16,25 +16,27 @@ r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to
 2. Coarse stage: a conditional diffusion model over (y_c, h_c) at 1/4 resolution, where
    y_c = the 4x4 block mean of y over the block's readings and h_c = 2 * (block hole fraction) - 1,
    given the block-mean log depth and valid fraction. It generates the global structural distortion.
-   Trained with the v-prediction loss plus Frequency-Guided Supervision (FGS) on its predicted
-   clean sample x0^ = alpha_t x_t - sigma_t v^ (per sample, over the residual channel y_c, with M the
+   The networks predict the clean sample x0^ = net(x_t, condition, t) (x0-prediction: a smooth
+   target needs no per-pixel noise carried through the network, which v- or epsilon-prediction would
+   ask of a network that folds 4x4 pixels into 32 channels). Trained with the denoising loss plus
+   Frequency-Guided Supervision (FGS) on x0^ (per sample, over the residual channel y_c, with M the
    valid-block mask and F the orthonormal 2-D DFT):
 
        L_FGS = alpha_t^2 * sum_k W(k) |F(M x0^)(k) - F(M x0)(k)| / sum_k W(k)
        W(k)  = exp(-(|k| / k_c)^2),   |k| in cycles/pixel, k_c = 0.08 (low frequencies count most)
-       L_coarse = mean_pixels M (v^ - v)^2 / mean M  +  lambda_FGS * mean_batch L_FGS
+       L_coarse = sum_p M ||x0^ - x0||^2 / sum_p M  +  lambda_FGS * mean_batch L_FGS
 
    (alpha_t^2 keeps the nearly-pure-noise steps, whose x0^ can only be a blur, from dominating.)
 
 3. Fine stage: a conditional diffusion model over (y - up(y_c), h) at full resolution (trained on
    patches, fully convolutional at inference), given log depth, validity and the bilinearly upsampled
    coarse output up(y_c), up(h_c): it generates local perturbations and holes. Trained with
-   Discrepancy-Guided Optimization (DGO): the per-pixel v-loss weighted by where real and clean
+   Discrepancy-Guided Optimization (DGO): the per-pixel denoising loss weighted by where real and clean
    disagree,
 
        D(p) = min(|y(p)| / tau, 1) for a reading,  1 on a hole or within 2 px of one (its border)
        w(p) = M(p) (1 + beta D(p))                  tau = 0.5, beta = 4, M = clean-valid mask
-       L_fine = sum_p w(p) ||v^(p) - v(p)||^2 / sum_p w(p)
+       L_fine = sum_p w(p) ||x0^(p) - x0(p)||^2 / sum_p w(p)
 
    While training, the fine stage is conditioned on the real (y_c, h_c) with a little Gaussian noise
    (conditioning augmentation); at inference on the coarse stage's sample.
@@ -60,7 +62,7 @@ import torch.nn.functional as F
 
 from realdiff.noise_models import NoiseModel
 
-MODEL_VERSION = "reald2iff-1"  # bump when the representation or architecture changes
+MODEL_VERSION = "reald2iff-2"  # bump when the representation or architecture changes
 S_INV, A_ASINH = 300.0, 2.0  # residual encoding y = asinh(S_INV * dinv) / A_ASINH
 DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # metres: the conditioning's depth range
 COARSE = 4  # the coarse stage's downsampling factor
@@ -206,7 +208,7 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """v-prediction network: (x_t, condition, t) -> v^. Global context: the bottleneck's mean
+    """Denoising network: (x_t, condition, t) -> x0^. Global context: the bottleneck's mean
     feature is added back to every position (image-wide scale and offset errors)."""
 
     def __init__(self, cfg: NetConfig):
@@ -262,9 +264,9 @@ def alpha_sigma(t: torch.Tensor):
 
 
 def q_sample(x0, noise, t):
-    """x_t and the v target for clean sample x0, noise and times t."""
+    """x_t = alpha_t x0 + sigma_t noise."""
     a, s = alpha_sigma(t)
-    return a * x0 + s * noise, a * noise - s * x0
+    return a * x0 + s * noise
 
 
 def frequency_weight(h: int, w: int, k_c: float = 0.08) -> torch.Tensor:
@@ -312,9 +314,8 @@ def ddim_sample(net: nn.Module, cond: torch.Tensor, noises: list[torch.Tensor], 
         t, s = ts[i].expand(x.shape[0]), ts[i + 1].expand(x.shape[0])
         a_t, s_t = alpha_sigma(t)
         a_s, s_s = alpha_sigma(s)
-        v = net(x, cond, t).float()
-        x0 = (a_t * x - s_t * v).clamp(-6, 6)
-        eps = s_t * x + a_t * v
+        x0 = net(x, cond, t).float().clamp(-6, 6)
+        eps = (x - a_t * x0) / s_t  # t > 0 at every evaluation, so sigma_t > 0
         if i == steps - 1:
             return x0
         ratio = (s_s / s_t) ** 2 * (1 - (a_t / a_s) ** 2)
@@ -330,8 +331,8 @@ class ModelConfig:
     """Which stages exist, their networks and their sampling steps."""
     coarse: NetConfig | None = field(default_factory=lambda: NetConfig(in_ch=4, widths=(32, 64, 64), unshuffle=2))
     fine: NetConfig | None = field(default_factory=lambda: NetConfig(in_ch=6, widths=(32, 64), unshuffle=4))
-    coarse_steps: int = 4
-    fine_steps: int = 2
+    coarse_steps: int = 4  # the shipped speed/realism setting (README: throughput and realism)
+    fine_steps: int = 1
     eta: float = 1.0
     name: str = "reald2iff"
     levels: tuple = ()  # the sensor's readout levels (fit_levels), set by training

@@ -230,13 +230,10 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
         cond, x0, weight = cond.to(dev), x0.to(dev), weight.to(dev)
         t = torch.rand(len(x0), device=dev)
         noise = torch.randn_like(x0)
-        x_t, v = q_sample(x0, noise, t)
-        v_hat = net(x_t, cond, t)
-        loss = weighted_mse(v_hat, v, weight)
+        x0_hat = net(q_sample(x0, noise, t), cond, t)
+        loss = weighted_mse(x0_hat, x0, weight)
         if stage == "coarse" and cfg.fgs_weight > 0:
-            a, s = alpha_sigma(t)
-            x0_hat = a * x_t - s * v_hat
-            loss = loss + cfg.fgs_weight * fgs_loss(x0_hat[:, 0], x0[:, 0], weight[:, 0], a)
+            loss = loss + cfg.fgs_weight * fgs_loss(x0_hat[:, 0], x0[:, 0], weight[:, 0], alpha_sigma(t)[0])
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg, total)
         opt.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ import pytest
 from realdiff import noise_models as nm
 from realdiff.noise_models import (NOISERS, AxialLateral, Gaussian, Identity, NoiseModel,
                                    StructuredLight, as_noiser, incidence_angle, load_noiser)
+from realdiff.reald2iff import RealD2iffNoiser
 
 H, W = 120, 160
 FX = 150.0
@@ -53,8 +54,8 @@ def _add_gaussian(depth, K, rng):
                     0).astype(np.float32)
 
 
-MODELS = [Identity(), Gaussian(), AxialLateral(), StructuredLight(), as_noiser(_add_gaussian)]
-IDS = ["identity", "gaussian", "axial-lateral", "structured-light", "callable"]
+MODELS = [Identity(), Gaussian(), AxialLateral(), StructuredLight(), RealD2iffNoiser(), as_noiser(_add_gaussian)]
+IDS = ["identity", "gaussian", "axial-lateral", "structured-light", "reald2iff", "callable"]
 
 
 # --- the contract, for every model -------------------------------------------------------------
@@ -77,6 +78,16 @@ def test_deterministic_for_a_seed(model):
     assert np.array_equal(a, model.noisify(depth, K, rng(1)))
     if not isinstance(model, Identity):
         assert not np.array_equal(a, model.noisify(depth, K, rng(2)))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_noisify_frames_gives_each_frame_its_own_generator(model):
+    depth = scene(3)
+    out = model.noisify_frames(depth, K, [rng(10), rng(11), rng(12)])
+    assert out.shape == depth.shape and out.dtype == np.float32
+    assert np.array_equal(out[1:2], model.noisify(depth[1:2], K, rng(11)))
+    with pytest.raises(ValueError, match="generators"):
+        model.noisify_frames(depth, K, [rng(0)])
 
 
 @pytest.mark.parametrize("model", MODELS, ids=IDS)
@@ -283,7 +294,7 @@ def test_json_round_trip(model, tmp_path):
 
 def test_load_noiser_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(nm, "PARAMS_DIR", tmp_path)
-    assert set(NOISERS) == {"identity", "gaussian", "axial-lateral", "structured-light"}
+    assert set(NOISERS) == {"identity", "gaussian", "axial-lateral", "structured-light", "reald2iff"}
     for name, cls in NOISERS.items():
         model = load_noiser(name)
         assert type(model) is cls and model.params() == cls().params()
