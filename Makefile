@@ -24,6 +24,7 @@ test:
 
 bench: setup
 	$(BIN)/python bench/render_throughput.py
+	$(BIN)/python bench/noisify_throughput.py
 
 clean:
 	rm -rf out

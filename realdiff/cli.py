@@ -86,7 +86,7 @@ def build_parser() -> Parser:
                        "Checkpoints go to OUT.train/; re-running the same command resumes.")
     t.add_argument("pairs", help="pair store from `realdiff pair`")
     t.add_argument("--out", required=True, help="model file to write (EMA weights and config)")
-    t.add_argument("--preset", default="cpu", help="cpu (default, about 40 min on 2 cores), gpu, or tiny")
+    t.add_argument("--preset", default="cpu", help="cpu (default, about 20 min on 2 cores), gpu (CUDA), or tiny (tests)")
     t.add_argument("--coarse-iters", type=int, default=None, help="coarse-stage iterations (preset's)")
     t.add_argument("--fine-iters", type=int, default=None, help="fine-stage iterations (preset's)")
     t.add_argument("--no-fgs", action="store_true", help="ablation: coarse stage without FGS")

@@ -439,24 +439,33 @@ def _bf16_ok() -> bool:
 
 class RealD2iffNoiser(NoiseModel):
     """RealD²iff behind the noise-model interface. `weights`: a file from `realdiff train` (default:
-    the committed weights trained on 7-Scenes); `bf16`: bfloat16 inference where the CPU supports it;
-    `batch`: frames per network call in noisify_frames."""
+    the committed weights trained on 7-Scenes); `coarse_steps`, `fine_steps`: sampling steps (default:
+    the model's); `bf16`: bfloat16 inference where the CPU supports it; `batch`: frames per network
+    call; `threads`: torch threads (default: torch's)."""
 
     name = "reald2iff"
     version = "1"
 
-    def __init__(self, weights: str | None = None, bf16: bool = True, batch: int = 8,
+    def __init__(self, weights: str | None = None, coarse_steps: int | None = None,
+                 fine_steps: int | None = None, bf16: bool = True, batch: int = 16,
                  threads: int | None = None):
         self.weights = str(weights) if weights else None
         self.model, self.meta = load_model(self.weights or DEFAULT_WEIGHTS)
+        cfg = self.model.cfg
+        self.coarse_steps, self.fine_steps = coarse_steps, fine_steps
+        cfg.coarse_steps = int(coarse_steps or cfg.coarse_steps)
+        cfg.fine_steps = int(fine_steps or cfg.fine_steps)
+        if cfg.coarse_steps < 1 or cfg.fine_steps < 1:
+            raise ValueError("reald2iff: sampling steps must be >= 1")
         self.bf16 = bool(bf16) and _bf16_ok()
         self.batch, self.threads = int(batch), threads
-        variant = self.model.cfg.name
-        if variant != "reald2iff":
-            self.name = variant
+        self.name = cfg.name  # a variant's label, e.g. reald2iff-no-fgs
+        if coarse_steps or fine_steps:
+            self.name += f" ({cfg.coarse_steps}+{cfg.fine_steps} steps)"
 
     def params(self) -> dict:
-        return {"weights": self.weights, "bf16": self.bf16, "batch": self.batch, "threads": self.threads}
+        return {"weights": self.weights, "coarse_steps": self.coarse_steps, "fine_steps": self.fine_steps,
+                "bf16": self.bf16, "batch": self.batch, "threads": self.threads}
 
     def _noisify(self, depth, K, rng):
         return self._noisify_frames(depth, K, [rng] * len(depth))

@@ -299,3 +299,18 @@ def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
     r = run_realdiff("train", pairs, "--out", tmp_path / "f.pt", "--preset", "tiny", "--no-coarse",
                      "--fine-from", tiny_model, "--quiet")
     assert_one_line_error(r, "trained with a coarse stage")
+
+
+def test_presets_build_and_bad_configs_are_refused():
+    for preset in ("cpu", "gpu", "tiny"):
+        cfg = make_config(preset)
+        m = RealD2iff(cfg.model)
+        assert m.coarse is not None and m.fine is not None
+    assert make_config("cpu", no_fgs=None, fgs_weight=0.0).fgs_weight == 0.0
+    assert make_config("cpu", no_coarse=True).model.coarse is None
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make_config("cpu", patch=100)
+    with pytest.raises(ValueError, match="coarse or a fine"):
+        make_config("cpu", no_coarse=True, no_fine=True)
