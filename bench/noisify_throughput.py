@@ -9,7 +9,7 @@ For each resolution (128x128 and 640x480), in one run on one machine, both using
 and their ratio (target at 128x128: >= 1.0, the noiser keeps pace with rendering). `--profile`
 also prints where the noiser's time goes (torch profiler, one batch at 128x128).
 
-    python bench/noisify_throughput.py [--episodes 12] [--big-episodes 2] [--noiser reald2iff] [--profile]
+    python bench/noisify_throughput.py [--episodes 30] [--big-episodes 2] [--noiser reald2iff] [--profile]
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def profile(noiser: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes", type=int, default=12, help="pick episodes at 128x128 (default 12)")
+    ap.add_argument("--episodes", type=int, default=30, help="pick episodes at 128x128 (default 30)")
     ap.add_argument("--big-episodes", type=int, default=2, help="pick episodes at 640x480 (default 2)")
     ap.add_argument("--noiser", default=DEFAULT_NOISER, help=f"noise model (default {DEFAULT_NOISER})")
     ap.add_argument("--profile", action="store_true", help="print a torch profile of the noiser")
