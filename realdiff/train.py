@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from realdiff import metrics
 from realdiff.evaluate import load_split
-from realdiff.reald2iff import (COARSE, PAD, ModelConfig, NetConfig, RealD2iff, alpha_sigma, coarse_condition,
+from realdiff.reald2iff import (COARSE, PAD, ModelConfig, RealD2iff, alpha_sigma, coarse_condition,
                                 coarse_target, dequantise, discrepancy_weight, encode_condition,
-                                encode_target, fgs_loss, fit_levels, load_model, q_sample, save_model, upsample, weighted_mse)
+                                encode_target, fgs_loss, fit_levels, load_model, q_sample, save_model,
+                                upsample, weighted_mse)
 
 
 @dataclass
