@@ -2,10 +2,10 @@
 
 For each camera, `data/<camera>_depth` (clean, uint16 mm) gives `data/<camera>_depth_<suffix>`
 (same units, chunks and shards; attribute `derived` so simgen's own bookkeeping ignores it).
-Work is split by shard: each worker process reads one shard of clean frames, noisifies it frame by
-frame with its own generator `default_rng([seed, crc32(camera), frame])` and writes the whole
-shard, so memory is bounded by one shard per worker, any number of workers gives the same
-result, and a killed run resumes: finished shards are recorded in the array's attributes (by this
+Work is split by shard: each worker process reads one shard of clean frames, noisifies it (in
+batches for RealD²iff; each frame with its own generator `default_rng([seed, crc32(camera),
+frame])`) and writes the whole shard, so memory is bounded by one shard per worker, any number of
+workers gives the same result, and a killed run resumes: finished shards are recorded in the array's attributes (by this
 process, after each shard is written) and skipped next time.
 """
 from __future__ import annotations
