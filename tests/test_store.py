@@ -164,9 +164,11 @@ def test_a_dead_render_worker_is_reported_not_waited_for():
 
     from simgen.runner import RenderConfig, render_episodes
 
-    cfg = RenderConfig(task="pick", episodes=6, cameras=("front",), width=32, height=32, rgb=False,
+    # 10 seeds per worker: with at most 4 results queued, worker 0 cannot have finished its share
+    # (and exited normally) by the time it is killed
+    cfg = RenderConfig(task="pick", episodes=20, cameras=("front",), width=32, height=32, rgb=False,
                        workers=2)
-    gen = render_episodes(cfg, list(range(6)))
+    gen = render_episodes(cfg, list(range(20)))
     arrays, info = next(gen)
     assert info["seed"] == 0 and arrays["front_depth"].dtype == np.uint16
     workers = mp.active_children()
