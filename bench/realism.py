@@ -18,10 +18,11 @@ model sampled with 8 coarse + 4 fine steps instead of the shipped 4 + 1. Then `g
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
+
+from realdiff.reald2iff import RealD2iffNoiser
 
 BASELINES = ["identity", "gaussian", "axial-lateral", "structured-light"]
 
@@ -55,8 +56,7 @@ def main() -> None:
         if not path.exists():
             run(train + ["--out", path] + extra)
     slow = m / "full-8+4-steps.json"  # the full model sampled with more steps than shipped
-    slow.write_text(json.dumps({"name": "reald2iff", "version": "1",
-                                "params": {"weights": str(full), "coarse_steps": 8, "fine_steps": 4}}))
+    slow.write_text(RealD2iffNoiser(weights=str(full), coarse_steps=8, fine_steps=4).to_json())
     order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full, slow]
     run(["realdiff", "eval", "--pairs", args.pairs, "--split", "val", "--out", args.out,
          "--noiser", ",".join(BASELINES + [str(p) for p in order])])

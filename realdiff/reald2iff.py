@@ -361,7 +361,7 @@ class RealD2iff(nn.Module):
         self.coarse = UNet(cfg.coarse) if cfg.coarse else None
         self.fine = UNet(cfg.fine) if cfg.fine else None
 
-    def draw_noise(self, shape_hw, rngs) -> dict:
+    def draw_noise(self, shape_hw, rngs, fine: bool = True) -> dict:
         """Every random number one sampling run needs, frame by frame from each frame's generator."""
         H, W = shape_hw
         out = {"coarse": [], "fine": []}
@@ -369,7 +369,7 @@ class RealD2iff(nn.Module):
             if self.coarse is not None:
                 out["coarse"].append(rng.standard_normal((self.cfg.coarse_steps + 1, 2, H // COARSE, W // COARSE),
                                                          dtype=np.float32))
-            if self.fine is not None:
+            if self.fine is not None and fine:
                 out["fine"].append(rng.standard_normal((self.cfg.fine_steps + 1, 2, H, W), dtype=np.float32))
         return {k: torch.from_numpy(np.stack(v, 1)) if v else None for k, v in out.items()}
 
@@ -380,7 +380,7 @@ class RealD2iff(nn.Module):
         B, H, W = clean.shape
         Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
         c = F.pad(torch.tensor(clean, dtype=torch.float32), (0, Wp - W, 0, Hp - H))
-        noise = self.draw_noise((Hp, Wp), rngs)
+        noise = self.draw_noise((Hp, Wp), rngs, fine)
         cond = encode_condition(c)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             coarse = torch.zeros(B, 2, Hp // COARSE, Wp // COARSE)

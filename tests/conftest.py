@@ -22,6 +22,17 @@ def run_realdiff(*args, **kw):
     return run_cli(*args, prog="realdiff", **kw)
 
 
+KINECT7 = Path(__file__).parent / "fixtures" / "kinect7"  # 3 real 7-Scenes frames, 320x240
+
+
+def make_fixture_pairs(out, **kw) -> dict:
+    """A pair store from the committed 7-Scenes fixture (frames 0, 300, 650); returns the summary."""
+    from realdiff.pairs import make_pairs
+
+    return make_pairs(KINECT7 / "frames", KINECT7 / "camera-intrinsics.txt", KINECT7 / "scene_mesh.ply",
+                      out, progress=False, **kw)
+
+
 def tree_digest(path) -> str:
     """Hash of every file's name and bytes under path (the write lock file excepted)."""
     h = hashlib.sha1()

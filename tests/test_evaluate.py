@@ -1,22 +1,17 @@
 """`realdiff eval` end to end on the committed 7-Scenes fixture (pair store made in the test)."""
 import json
-from pathlib import Path
 
 import imageio.v2 as imageio
 import pytest
 
 from realdiff.evaluate import evaluate
-from realdiff.pairs import make_pairs
-from tests.conftest import run_realdiff
-
-FIX = Path(__file__).parent / "fixtures" / "kinect7"
+from tests.conftest import KINECT7, make_fixture_pairs, run_realdiff
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ev") / "pairs.zarr"
-    make_pairs(FIX / "frames", FIX / "camera-intrinsics.txt", FIX / "scene_mesh.ply", out,
-               val_from=300, progress=False)  # 1 train frame, 2 val frames
+    make_fixture_pairs(out, val_from=300)  # 1 train frame, 2 val frames
     return out
 
 
@@ -43,5 +38,5 @@ def test_eval_cli_and_bad_input(pairs, tmp_path):
                            ([], "--noiser NAME or --all")):
         p = run_realdiff("eval", "--pairs", pairs, "--quiet", *args)
         assert p.returncode == 2 and fragment in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = run_realdiff("eval", "--pairs", FIX, "--noiser", "identity")
+    p = run_realdiff("eval", "--pairs", KINECT7, "--noiser", "identity")
     assert p.returncode == 2 and "not a pair store" in p.stderr

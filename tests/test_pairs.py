@@ -1,22 +1,20 @@
 """Pairing real depth with twin renders, on the committed 7-Scenes fixture (3 frames, 320x240)."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-from realdiff.pairs import TwinRenderer, list_frames, make_pairs, read_depth_png, read_intrinsics
+from realdiff.pairs import TwinRenderer, list_frames, read_depth_png, read_intrinsics
+from tests.conftest import KINECT7, make_fixture_pairs
 
-FIX = Path(__file__).parent / "fixtures" / "kinect7"
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs") / "pairs.zarr"
-    summary = make_pairs(FIX / "frames", FIX / "camera-intrinsics.txt", FIX / "scene_mesh.ply", out,
-                         progress=False)
+    summary = make_fixture_pairs(out)
     return out, summary
 
 
@@ -25,15 +23,15 @@ def test_pair_store_contents(pairs):
     g = zarr.open_group(out, mode="r")
     meta = g.attrs["realdiff_pairs"]
     assert meta["sensor"] == "kinect-v1" and meta["width"] == 320 and meta["height"] == 240
-    assert np.allclose(meta["K"], read_intrinsics(FIX / "camera-intrinsics.txt"))
+    assert np.allclose(meta["K"], read_intrinsics(KINECT7 / "camera-intrinsics.txt"))
     assert g["frame_id"][:].tolist() == [0, 300, 650]
     assert meta["split"]["train"] == [0, 1] and meta["split"]["val"] == [2]
     for k in ("clean", "real"):
         a = g[k][:]
         assert a.shape == (3, 240, 320) and a.dtype == np.float32 and a.min() >= 0
         assert np.array_equal(g[f"{k}_valid"][:], a > 0)
-    assert np.allclose(g["pose"][1], np.loadtxt(FIX / "frames" / "frame-000300.pose.txt"))
-    real0 = read_depth_png(FIX / "frames" / "frame-000000.depth.png")
+    assert np.allclose(g["pose"][1], np.loadtxt(KINECT7 / "frames" / "frame-000300.pose.txt"))
+    real0 = read_depth_png(KINECT7 / "frames" / "frame-000000.depth.png")
     assert np.array_equal(g["real"][0], real0)
     assert 0.5 < np.median(g["clean"][0][g["clean"][0] > 0]) < 4.5  # a room seen from inside
 
@@ -54,10 +52,10 @@ def test_twin_aligns_with_real_depth(pairs):
     (Error: mean |real - clean| truncated at 10 cm, which counts misplaced edges.)"""
     out, summary = pairs
     assert summary["median_abs_diff_mm"] <= 12.0
-    K = read_intrinsics(FIX / "camera-intrinsics.txt")
+    K = read_intrinsics(KINECT7 / "camera-intrinsics.txt")
     increases = []
-    with TwinRenderer(FIX / "scene_mesh.ply", K, 320, 240) as twin:
-        for frame in list_frames(FIX / "frames"):
+    with TwinRenderer(KINECT7 / "scene_mesh.ply", K, 320, 240) as twin:
+        for frame in list_frames(KINECT7 / "frames"):
             real = read_depth_png(frame.depth_path)
 
             def err(pose, real=real):
@@ -79,16 +77,16 @@ def test_twin_aligns_with_real_depth(pairs):
 
 def test_pair_cli_and_bad_input(tmp_path, pairs):
     out = tmp_path / "p.zarr"
-    cmd = [sys.executable, "-m", "realdiff", "pair", "--frames", str(FIX / "frames"),
-           "--intrinsics", str(FIX / "camera-intrinsics.txt"), "--mesh", str(FIX / "scene_mesh.ply")]
+    cmd = [sys.executable, "-m", "realdiff", "pair", "--frames", str(KINECT7 / "frames"),
+           "--intrinsics", str(KINECT7 / "camera-intrinsics.txt"), "--mesh", str(KINECT7 / "scene_mesh.ply")]
     p = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert p.returncode == 0 and "3 pairs (2 train, 1 val)" in p.stdout, p.stderr
     again = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     missing = subprocess.run([sys.executable, "-m", "realdiff", "pair", "--frames", str(tmp_path / "none"),
-                              "--intrinsics", str(FIX / "camera-intrinsics.txt"), "--mesh",
-                              str(FIX / "scene_mesh.ply"), "--out", str(tmp_path / "q.zarr")],
+                              "--intrinsics", str(KINECT7 / "camera-intrinsics.txt"), "--mesh",
+                              str(KINECT7 / "scene_mesh.ply"), "--out", str(tmp_path / "q.zarr")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     assert not (tmp_path / "q.zarr").exists()

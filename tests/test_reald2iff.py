@@ -12,22 +12,18 @@ import pytest
 import torch
 
 from realdiff import load_noiser
-from realdiff.pairs import make_pairs
 from realdiff.reald2iff import (A_ASINH, MODEL_VERSION, S_INV, ModelConfig, RealD2iff, RealD2iffNoiser,
                                 decode, dequantise, discrepancy_weight, encode_target, fgs_loss, fit_levels,
                                 frequency_weight, load_model, q_sample, save_model, snap_to_levels,
                                 weighted_mse)
 from realdiff.train import PairData, make_config, train
-from tests.conftest import assert_one_line_error, run_realdiff
-
-FIX = Path(__file__).parent / "fixtures" / "kinect7"
+from tests.conftest import assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("rd") / "pairs.zarr"
-    make_pairs(FIX / "frames", FIX / "camera-intrinsics.txt", FIX / "scene_mesh.ply", out,
-               val_from=650, progress=False)  # 2 train frames, 1 val frame
+    make_fixture_pairs(out, val_from=650)  # 2 train frames, 1 val frame
     return out
 
 
