@@ -2,11 +2,13 @@
 #   make demo   install, render a small pick dataset, add sensor-like depth, summarise it and
 #               write previews to out/
 #   make test   install with test extras and run the test suite
+# and `make pipeline` runs the six stages (pair, train the noiser, render, noisify, train a
+# policy, evaluate it) end to end on small defaults.
 VENV ?= .venv
 BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench pipeline setup clean
 
 setup:
 	./scripts/setup.sh
@@ -21,6 +23,9 @@ demo: setup
 test:
 	./scripts/setup.sh test
 	$(BIN)/python -m pytest -q
+
+pipeline: setup
+	./scripts/pipeline.sh
 
 bench: setup
 	$(BIN)/python bench/render_throughput.py

@@ -430,7 +430,8 @@ def load_model(path: str | Path) -> tuple[RealD2iff, dict]:
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "params" / "reald2iff.pt"
 
 
-def _bf16_ok() -> bool:
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN); emulated bf16 is slow."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # noqa: BLE001
@@ -457,7 +458,7 @@ class RealD2iffNoiser(NoiseModel):
         cfg.fine_steps = int(fine_steps or cfg.fine_steps)
         if cfg.coarse_steps < 1 or cfg.fine_steps < 1:
             raise ValueError("reald2iff: sampling steps must be >= 1")
-        self.bf16 = bool(bf16) and _bf16_ok()
+        self.bf16 = bool(bf16) and bf16_supported()
         self.batch, self.threads = int(batch), threads
         self.name = cfg.name  # a variant's label, e.g. reald2iff-no-fgs
         if coarse_steps or fine_steps:

@@ -1,0 +1,200 @@
+"""`policies eval`: closed-loop rollouts of a trained policy in simgen, each rendered depth frame
+passed through a sensor (policies.sensors) before the policy sees it.
+
+Episode i uses task seed `seed + i` (default seed 100000, far from the seeds demonstrations are
+rendered with), the sensor's generator default_rng([seed + i, 1]) and the policy's sampling noise
+default_rng([seed + i, 2]), so a result is reproducible episode by episode whatever the number
+of worker processes. Episodes run in parallel, one process per core.
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from policies.data import Normalizer, crop, proprio_from
+from policies.model import DiffusionPolicy, PolicyConfig, seeded_noise
+from policies.sensors import make_sensor, sensor_label
+from policies.train import RUN_VERSION
+from simgen.cameras import get_cameras
+from simgen.env import Env
+from simgen.preview import colorize_depth
+from simgen.runner import WORKER_ENV
+from tasks import get_task
+
+DEFAULT_EVAL_SEED = 100_000
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (0..1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def load_run(run: str | Path) -> dict:
+    """The trained policy of a run folder (plain data, loaded with weights_only=True)."""
+    path = Path(run) / "policy.pt"
+    if not path.is_file():
+        hint = " (training has not finished: re-run `policies train` to resume)" \
+            if (Path(run) / "checkpoint.pt").exists() else ""
+        raise ValueError(f"{run}: no trained policy (policy.pt){hint}")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (torch raises many kinds for a bad file)
+        raise ValueError(f"{path}: not a policy file ({type(e).__name__})") from None
+    if not isinstance(bundle, dict) or bundle.get("version") != RUN_VERSION:
+        raise ValueError(f"{path}: not a policy of version {RUN_VERSION!r}")
+    return bundle
+
+
+class Policy:
+    """A trained policy acting step by step: keeps the last obs_horizon observations and a queue
+    of planned actions, and plans action_horizon new ones whenever the queue runs out."""
+
+    def __init__(self, bundle: dict):
+        self.cfg = PolicyConfig(**bundle["policy"])
+        self.model = DiffusionPolicy(self.cfg)
+        self.model.load_state_dict(bundle["state_dict"])
+        self.model.eval()
+        self.norm = Normalizer(**bundle["normalizer"])
+        self.task, self.cameras = bundle["task"], bundle["cameras"]
+        self.reset()
+
+    def reset(self) -> None:
+        self.history: deque = deque(maxlen=self.cfg.obs_horizon)
+        self.queue: deque = deque()
+
+    def act(self, depth: dict[str, np.ndarray], state: dict, rng: np.random.Generator) -> np.ndarray:
+        """One action (action_dim,) given this step's depth per camera (H, W metres, as the sensor
+        reported it) and state (eef_pos, eef_quat, gripper_qpos)."""
+        obs = ({c: self.norm.depth(c, depth[c]) for c in self.cfg.cameras}, self.norm.proprio(proprio_from(state)))
+        self.history.append(obs)
+        while len(self.history) < self.cfg.obs_horizon:  # the first step: repeat it (as in training)
+            self.history.appendleft(obs)
+        if not self.queue:
+            d = {c: torch.from_numpy(crop(np.stack([h[0][c] for h in self.history])[None], self.cfg.crop, None).copy())
+                 for c in self.cfg.cameras}
+            p = torch.from_numpy(np.stack([h[1] for h in self.history])[None])
+            noise = seeded_noise(rng, (1, self.cfg.pred_horizon, self.cfg.action_dim))
+            a = self.norm.unnormalize_actions(self.model.sample(d, p, noise)[0].numpy())
+            start = self.cfg.obs_horizon - 1
+            self.queue.extend(a[start:start + self.cfg.action_horizon])
+        return self.queue.popleft()
+
+
+def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, max_steps: int | None = None) -> dict:
+    """One closed-loop episode from task seed `seed` (at most max_steps, default the task's);
+    frames (depth as seen | RGB) when record."""
+    env.reset(seed)
+    policy.reset()
+    sensor_rng, policy_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    held, frames, steps, ranges = 0, [], 0, {}
+    for steps in range(1, (max_steps or env.task.max_steps) + 1):
+        obs = env.observe()
+        seen = {}
+        for c in policy.cfg.cameras:
+            d = obs[f"{c}_depth"]
+            K = np.array(policy.cameras[c]["K"])
+            seen[c] = d if sensor is None else sensor.noisify(d[None], K, sensor_rng)[0]
+        if record:
+            for c in policy.cfg.cameras:  # one colour range per camera, from its first clean frame
+                v = obs[f"{c}_depth"][obs[f"{c}_depth"] > 0]
+                ranges.setdefault(c, (float(np.percentile(v, 1)), float(np.percentile(v, 99))) if v.size else (0, 2))
+            tiles = [colorize_depth(seen[c], *ranges[c]) for c in policy.cfg.cameras]
+            tiles += [obs[f"{c}_rgb"] for c in policy.cfg.cameras if f"{c}_rgb" in obs]
+            frames.append(np.concatenate(tiles, 1).repeat(2, 0).repeat(2, 1))
+        env.step(policy.act(seen, obs, policy_rng))
+        held = held + 1 if env.success() else 0
+        if held >= env.task.success_hold:
+            break
+    eef = env.state()["eef_pos"]
+    return {"seed": int(seed), "success": held >= env.task.success_hold, "steps": steps,
+            "final_eef_pos": [round(float(v), 6) for v in eef], "frames": np.stack(frames) if record else None}
+
+
+_W: dict = {}  # the worker's policy, sensor and environments
+
+
+def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None) -> None:
+    for k, v in WORKER_ENV.items():
+        os.environ.setdefault(k, v)
+    torch.set_num_threads(threads)
+    bundle = load_run(run)
+    _W.update(policy=Policy(bundle), sensor=make_sensor(sensor), envs={}, max_steps=max_steps)
+
+
+def _env(rgb: bool) -> Env:
+    if rgb not in _W["envs"]:
+        p = _W["policy"]
+        w, h = (p.cameras[p.cfg.cameras[0]][k] for k in ("width", "height"))
+        cams = get_cameras(list(p.cfg.cameras), w, h)
+        for cam in cams:
+            if not np.allclose(cam.K, p.cameras[cam.name]["K"], atol=1e-3):
+                raise ValueError(f"camera {cam.name}: simgen's intrinsics differ from the training store's")
+        _W["envs"][rgb] = Env(get_task(p.task), cams, rgb=rgb)
+    return _W["envs"][rgb]
+
+
+def _episode(seed: int, record: bool) -> dict:
+    return rollout(_env(record), _W["policy"], _W["sensor"], seed, record, _W["max_steps"])
+
+
+def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clean",
+             seed: int = DEFAULT_EVAL_SEED, workers: int | None = None, videos: int = 3,
+             out: str | Path | None = None, max_steps: int | None = None, progress: bool = True) -> dict:
+    """Roll out `episodes` episodes (each at most max_steps control steps, default the task's); write results.json and `videos` MP4s to `out` (default
+    <run>/eval/<task>_<sensor>); returns the summary."""
+    bundle = load_run(run)
+    get_task(task)  # unknown task: ValueError naming the known ones
+    if bundle["task"] != task:
+        raise ValueError(f"{run} is a policy for task {bundle['task']!r}, not {task!r}")
+    if episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError("--max-steps must be at least 1")
+    make_sensor(sensor)  # a bad sensor fails here, before any worker starts
+    out = Path(out) if out else Path(run) / "eval" / f"{task}_{sensor_label(sensor)}"
+    out.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers or os.cpu_count() or 1, episodes))
+    seeds = [seed + i for i in range(episodes)]
+    results = []
+    bar = tqdm(total=episodes, desc=f"eval {sensor}", unit="episode", disable=not progress)
+    if workers == 1:
+        _init_worker(str(run), sensor, torch.get_num_threads(), max_steps)
+        for i, s in enumerate(seeds):
+            results.append(_episode(s, i < videos))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(str(run), sensor, 1, max_steps)) as pool:
+            futures = [pool.submit(_episode, s, i < videos) for i, s in enumerate(seeds)]
+            for f in as_completed(futures):
+                results.append(f.result())
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+    bar.close()
+    results.sort(key=lambda r: r["seed"])
+    for r in results:
+        if r["frames"] is not None:
+            iio.imwrite(out / f"episode_{r['seed']}.mp4", r["frames"], fps=20, macro_block_size=1)
+    n_ok = sum(r["success"] for r in results)
+    lo, hi = wilson_interval(n_ok, episodes)
+    summary = {"run": str(run), "task": task, "sensor": sensor, "episodes": episodes, "seed": seed,
+               "successes": n_ok, "success_rate": n_ok / episodes, "ci95": [lo, hi],
+               "episodes_detail": [{k: r[k] for k in ("seed", "success", "steps", "final_eef_pos")} for r in results]}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    summary["out"] = str(out)
+    return summary
