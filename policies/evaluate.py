@@ -8,6 +8,7 @@ of worker processes. Episodes run in parallel, one process per core.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import multiprocessing as mp
@@ -111,8 +112,9 @@ def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, m
             seen[c] = d if sensor is None else sensor.noisify(d[None], K, sensor_rng)[0]
         if record:
             for c in policy.cfg.cameras:  # one colour range per camera, from its first clean frame
-                v = obs[f"{c}_depth"][obs[f"{c}_depth"] > 0]
-                ranges.setdefault(c, (float(np.percentile(v, 1)), float(np.percentile(v, 99))) if v.size else (0, 2))
+                if c not in ranges:
+                    v = obs[f"{c}_depth"][obs[f"{c}_depth"] > 0]
+                    ranges[c] = (float(np.percentile(v, 1)), float(np.percentile(v, 95))) if v.size else (0.0, 2.0)
             tiles = [colorize_depth(seen[c], *ranges[c]) for c in policy.cfg.cameras]
             tiles += [obs[f"{c}_rgb"] for c in policy.cfg.cameras if f"{c}_rgb" in obs]
             frames.append(np.concatenate(tiles, 1).repeat(2, 0).repeat(2, 1))
@@ -128,7 +130,15 @@ def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, m
 _W: dict = {}  # the worker's policy, sensor and environments
 
 
+def _close_envs() -> None:
+    for env in _W.get("envs", {}).values():
+        env.close()  # renderers left open make EGL complain at exit
+    _W.clear()
+
+
 def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None) -> None:
+    atexit.unregister(_close_envs)
+    atexit.register(_close_envs)  # once per process, however often a caller evaluates
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
@@ -172,11 +182,16 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     seeds = [seed + i for i in range(episodes)]
     results = []
     bar = tqdm(total=episodes, desc=f"eval {sensor}", unit="episode", disable=not progress)
-    if workers == 1:
-        _init_worker(str(run), sensor, torch.get_num_threads(), max_steps)
-        for i, s in enumerate(seeds):
-            results.append(_episode(s, i < videos))
-            bar.update(1)
+    if workers == 1:  # in this process, on one torch thread like a worker (so results match)
+        threads = torch.get_num_threads()
+        try:
+            _init_worker(str(run), sensor, 1, max_steps)
+            for i, s in enumerate(seeds):
+                results.append(_episode(s, i < videos))
+                bar.update(1)
+        finally:
+            torch.set_num_threads(threads)
+            _close_envs()
     else:
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
                                  initargs=(str(run), sensor, 1, max_steps)) as pool:
