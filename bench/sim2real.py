@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realdiff.noisify import is_noisified
+
 NOISERS = ["gaussian", "structured-light", "reald2iff"]
 
 
@@ -36,16 +38,6 @@ def run(args: list) -> None:
 
 def key(noiser: str) -> str:
     return noiser.replace("-", "_")
-
-
-def noisified(store: Path, array: str) -> bool:
-    """Whether `realdiff noisify` has finished writing `array` in the store."""
-    import zarr
-
-    try:
-        return bool(zarr.open_group(store, mode="r")["data"][array].attrs["noisify"]["complete"])
-    except (KeyError, FileNotFoundError):
-        return False
 
 
 def main() -> None:
@@ -69,7 +61,7 @@ def main() -> None:
         store = out / f"{task}.zarr"
         run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
         for n in noisers:
-            if not noisified(store, f"{cams[0]}_depth_{key(n)}"):
+            if not is_noisified(store, f"{cams[0]}_depth_{key(n)}"):
                 run(["realdiff", "noisify", store, "--noiser", n, "--out-key", key(n), "--quiet"])
         for d in depths:
             rkey = f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{key(d)}"

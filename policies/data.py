@@ -126,11 +126,12 @@ class FrameCache:
         return out
 
 
-def depth_keys(store: Store, depth_key: str, cameras: list[str] | None) -> dict[str, str]:
-    """camera -> store key of the depth a policy sees. `depth_key` names the first camera's array
-    (e.g. front_depth_noisy); the other cameras use the same variant (wrist_depth_noisy)."""
+def depth_keys(store: Store, names: list[str], depth_key: str, cameras: list[str] | None) -> dict[str, str]:
+    """camera -> store key of the depth a policy sees, given the store's array `names`. `depth_key`
+    names the first camera's array (e.g. front_depth_noisy); the other cameras use the same variant
+    (wrist_depth_noisy)."""
     store_cams = list(store.meta.get("cameras", {}))
-    avail = [k for k in store.keys() if any(k.startswith(f"{c}_depth") for c in store_cams)]
+    avail = [k for k in names if any(k.startswith(f"{c}_depth") for c in store_cams)]
     cam = next((c for c in store_cams if depth_key.startswith(f"{c}_depth")), None)
     if cam is None or depth_key not in avail:
         raise StoreError(f"{store.path}: no depth array {depth_key!r}; depth arrays here: {', '.join(avail)}")
@@ -156,8 +157,9 @@ class PolicyData:
         self.store = Store(path)
         if self.store.n_episodes == 0:
             raise StoreError(f"{path}: the store has no episodes")
-        self.keys = depth_keys(self.store, depth_key, cameras)
-        missing = [k for k in ("action",) + PROPRIO_KEYS if k not in self.store.keys()]
+        names = self.store.keys()  # one listing of the store's arrays
+        self.keys = depth_keys(self.store, names, depth_key, cameras)
+        missing = [k for k in ("action",) + PROPRIO_KEYS if k not in names]
         if missing:
             raise StoreError(f"{path}: missing arrays {', '.join(missing)} (not a demonstration store?)")
         ends = self.store.episode_ends[:max_episodes] if max_episodes else self.store.episode_ends

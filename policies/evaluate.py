@@ -66,12 +66,13 @@ class Policy:
     of planned actions, and plans action_horizon new ones whenever the queue runs out."""
 
     def __init__(self, bundle: dict):
-        self.cfg = PolicyConfig(**bundle["policy"])
+        self.cfg = PolicyConfig(**bundle["config"]["policy"])
         self.model = DiffusionPolicy(self.cfg)
         self.model.load_state_dict(bundle["state_dict"])
         self.model.eval()
         self.norm = Normalizer(**bundle["normalizer"])
         self.task, self.cameras = bundle["task"], bundle["cameras"]
+        self.K = {c: np.array(self.cameras[c]["K"]) for c in self.cfg.cameras}
         self.reset()
 
     def reset(self) -> None:
@@ -108,8 +109,7 @@ def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, m
         seen = {}
         for c in policy.cfg.cameras:
             d = obs[f"{c}_depth"]
-            K = np.array(policy.cameras[c]["K"])
-            seen[c] = d if sensor is None else sensor.noisify(d[None], K, sensor_rng)[0]
+            seen[c] = d if sensor is None else sensor.noisify(d[None], policy.K[c], sensor_rng)[0]
         if record:
             for c in policy.cfg.cameras:  # one colour range per camera, from its first clean frame
                 if c not in ranges:

@@ -164,7 +164,6 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
 
 def save_policy(model: DiffusionPolicy, data: PolicyData, conf: dict, path: Path) -> None:
     """The deployable policy: weights and plain data only (loads with weights_only=True)."""
-    _atomic_save({"version": RUN_VERSION, "config": conf, "policy": model.cfg.to_dict(),
-                  "normalizer": dataclasses.asdict(data.normalizer), "cameras": data.cameras,
+    _atomic_save({"version": RUN_VERSION, "config": conf, "normalizer": dataclasses.asdict(data.normalizer), "cameras": data.cameras,
                   "depth_keys": data.keys, "task": data.task,
                   "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}, path)

@@ -127,6 +127,16 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
             "keys": [f"{c}_depth_{suffix}" for c in cams], "noiser": model.name}
 
 
+def is_noisified(path: str | Path, key: str) -> bool:
+    """Whether data/<key> of a simgen store was written in full by noisify, for every frame."""
+    try:
+        store = Store(path)
+        a = store.array(key)
+    except (StoreError, KeyError):
+        return False
+    return bool(a.attrs.get("noisify", {}).get("complete")) and a.shape[0] == store.n_frames
+
+
 def _prepare_output(data: zarr.Group, src_key: str, dst_key: str, src: zarr.Array, n: int,
                     per_shard: int, config: dict, overwrite: bool) -> zarr.Array:
     """Create the output array, or reopen one to resume (same settings, unfinished)."""

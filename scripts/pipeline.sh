@@ -22,8 +22,8 @@ step() { echo "+ $*"; "$@"; }
 [ -e "$OUT/noiser.pt" ] || step "$BIN/realdiff" train "$OUT/pairs.zarr" --out "$OUT/noiser.pt" \
   --coarse-iters 150 --fine-iters 150 --quiet
 step "$BIN/simgen" render --task pick --episodes 20 --out "$OUT/pick.zarr" --no-rgb --quiet
-"$BIN/python" -c "import sys, zarr; d = zarr.open_group('$OUT/pick.zarr')['data']
-sys.exit(0 if 'front_depth_noisy' in d and d['front_depth_noisy'].attrs['noisify']['complete'] else 1)" \
+"$BIN/python" -c "import sys; from realdiff.noisify import is_noisified
+sys.exit(0 if is_noisified('$OUT/pick.zarr', 'front_depth_noisy') else 1)" \
   || step "$BIN/realdiff" noisify "$OUT/pick.zarr" --noiser "$OUT/noiser.pt" --quiet
 step "$BIN/policies" train "$OUT/pick.zarr" --task pick --depth-key front_depth_noisy --out "$OUT/policy" \
   --steps 300 --quiet

@@ -239,3 +239,12 @@ def test_eval_refuses_a_run_of_another_task_and_bad_sensors(tiny_run, tmp_path):
     assert_one_line_error(p, "cannot import 'no_such_module'")
     p = run_policies("eval", tmp_path, "--task", "pick")
     assert_one_line_error(p, "no trained policy")
+
+
+def test_is_noisified_tells_finished_arrays(tiny_store, tmp_path):
+    from realdiff.noisify import is_noisified
+
+    assert is_noisified(tiny_store, "front_depth_noisy") and is_noisified(tiny_store, "wrist_depth_noisy")
+    assert not is_noisified(tiny_store, "front_depth_other")
+    assert not is_noisified(tiny_store, "front_depth")  # rendered, not noisified
+    assert not is_noisified(tmp_path / "nothing.zarr", "front_depth_noisy")
