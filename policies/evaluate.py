@@ -28,6 +28,7 @@ from policies.sensors import make_sensor, sensor_label
 from policies.train import RUN_VERSION
 from simgen.cameras import get_cameras
 from simgen.env import Env
+from simgen.robosuite_env import RobosuiteEnv, env_name, is_robosuite_task
 from simgen.preview import colorize_depth
 from simgen.runner import WORKER_ENV
 from tasks import get_task
@@ -146,15 +147,22 @@ def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None) -> 
     _W.update(policy=Policy(bundle), sensor=make_sensor(sensor), envs={}, max_steps=max_steps)
 
 
-def _env(rgb: bool) -> Env:
+def _env(rgb: bool) -> Env | RobosuiteEnv:
     if rgb not in _W["envs"]:
         p = _W["policy"]
         w, h = (p.cameras[p.cfg.cameras[0]][k] for k in ("width", "height"))
-        cams = get_cameras(list(p.cfg.cameras), w, h)
-        for cam in cams:
-            if not np.allclose(cam.K, p.cameras[cam.name]["K"], atol=1e-3):
-                raise ValueError(f"camera {cam.name}: simgen's intrinsics differ from the training store's")
-        _W["envs"][rgb] = Env(get_task(p.task), cams, rgb=rgb)
+        if is_robosuite_task(p.task):
+            env = RobosuiteEnv(p.task, list(p.cfg.cameras), w, h, rgb=rgb)
+            Ks = {c: np.array(a["K"]) for c, a in env.camera_attrs().items()}
+        else:
+            cams = get_cameras(list(p.cfg.cameras), w, h)
+            env = Env(get_task(p.task), cams, rgb=rgb)
+            Ks = {c.name: c.K for c in cams}
+        for name, K in Ks.items():
+            if not np.allclose(K, p.cameras[name]["K"], atol=1e-3):
+                env.close()
+                raise ValueError(f"camera {name}: the simulator's intrinsics differ from the training store's")
+        _W["envs"][rgb] = env
     return _W["envs"][rgb]
 
 
@@ -168,7 +176,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     """Roll out `episodes` episodes (each at most max_steps control steps, default the task's); write results.json and `videos` MP4s to `out` (default
     <run>/eval/<task>_<sensor>); returns the summary."""
     bundle = load_run(run)
-    get_task(task)  # unknown task: ValueError naming the known ones
+    env_name(task) if is_robosuite_task(task) else get_task(task)  # unknown: ValueError naming the known
     if bundle["task"] != task:
         raise ValueError(f"{run} is a policy for task {bundle['task']!r}, not {task!r}")
     if episodes < 1:
@@ -176,7 +184,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     if max_steps is not None and max_steps < 1:
         raise ValueError("--max-steps must be at least 1")
     make_sensor(sensor)  # a bad sensor fails here, before any worker starts
-    out = Path(out) if out else Path(run) / "eval" / f"{task}_{sensor_label(sensor)}"
+    out = Path(out) if out else Path(run) / "eval" / f"{task.replace(':', '_')}_{sensor_label(sensor)}"
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, episodes))
     seeds = [seed + i for i in range(episodes)]

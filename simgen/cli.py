@@ -35,13 +35,15 @@ def _camera_list(text: str) -> tuple[str, ...]:
 
 
 def cmd_render(args) -> int:
+    from simgen.randomize import Randomization
     from simgen.runner import RenderConfig, render_dataset
 
     w, h = args.resolution
     try:
         cfg = RenderConfig(task=args.task, episodes=args.episodes, seed=args.seed, cameras=args.cameras,
                            width=w, height=h, rgb=args.rgb, seg=args.seg, workers=args.workers,
-                           commit_frames=args.commit_frames)
+                           commit_frames=args.commit_frames,
+                           randomize=Randomization.parse(args.randomize))
     except ValueError as e:
         raise CliError(str(e)) from None
     try:
@@ -52,6 +54,24 @@ def cmd_render(args) -> int:
     print(f"{args.out}: wrote {summary['episodes_written']} episodes "
           f"({summary['frames_written']} frames, {summary['successes']} successful); "
           f"store holds {summary['episodes_total']}")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from simgen.batch import JobError, load_job, run_job
+
+    if args.address and args.backend is None:
+        args.backend = "ray"
+    try:
+        job = load_job(args.job, backend=args.backend, workers=args.workers, address=args.address)
+        summary = run_job(job, progress=not args.quiet)
+    except JobError as e:
+        raise CliError(str(e)) from None
+    r = summary["rendered"]
+    print(f"rendered {r['episodes']} episodes ({r['frames']} frames) in {summary['render_wall_s']:.0f} s: "
+          f"{summary['episodes_per_hour']:.0f} episodes/hour")
+    for name, s in summary["stores"].items():
+        print(f"{s['path']}: {s['episodes']} episodes, {s['successes']} successful")
     return 0
 
 
@@ -108,11 +128,13 @@ def cmd_preview(args) -> int:
 
 
 def cmd_tasks(args) -> int:
+    from simgen.robosuite_env import TASKS as ROBOSUITE_TASKS
     from tasks import REGISTRY
 
-    for name in sorted(REGISTRY):
-        t = REGISTRY[name]
-        print(f"{name:<12}{t.description}  (objects: {', '.join(t.object_bodies)}; "
+    tasks = [REGISTRY[n] for n in sorted(REGISTRY)] + [t for _, t in sorted(ROBOSUITE_TASKS.items())]
+    width = max(len(t.name) for t in tasks) + 2
+    for t in tasks:
+        print(f"{t.name:<{width}}{t.description}  (objects: {', '.join(t.object_bodies) or 'none'}; "
               f"max {t.max_steps} steps)")
     return 0
 
@@ -125,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render expert demonstrations into a store",
                        description="Roll out a task's scripted expert and append episodes to a "
                        "Zarr store. Re-running the same command resumes an interrupted run.")
-    r.add_argument("--task", required=True, help="task name (see `simgen tasks`)")
+    r.add_argument("--task", required=True,
+                   help="task name (see `simgen tasks`; robosuite:Lift and robosuite:Stack run robosuite's own environments)")
     r.add_argument("--episodes", type=int, required=True,
                    help="total episodes the store should hold when done")
     r.add_argument("--out", required=True, help="store path (a folder, conventionally *.zarr)")
@@ -146,8 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--commit-frames", type=int, default=256,
                    help="commit finished episodes to the store in batches of about this many "
                    "frames: smaller loses less work to a crash, larger writes faster (default 256)")
+    r.add_argument("--randomize", default="", metavar="SWITCHES",
+                   help="domain randomisation switches to turn on (or no_NAME off), comma-separated: "
+                   "object_pose, object_size, object_color (on by default), table_height, "
+                   "table_texture, lighting, camera_jitter; `all` or `none` for every one")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("batch", help="render a multi-task job file on local processes or Ray",
+                       description="Render every [[task]] of a TOML job file in shards, on a local "
+                       "process pool or Ray, and merge each task into <out>/<name>.zarr. "
+                       "Re-running the job finishes whatever a killed run left undone. "
+                       "The file format is in the README.")
+    b.add_argument("job", help="job file (TOML)")
+    b.add_argument("--backend", choices=["local", "ray"], default=None,
+                   help="override the job's backend (default: the file's, else local)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="parallel workers (local processes or Ray CPUs; default: the file's, else all cores)")
+    b.add_argument("--address", default=None,
+                   help="Ray cluster to join, e.g. auto (implies --backend ray); default: start a local Ray")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_batch)
 
     i = sub.add_parser("info", help="summarise a store",
                        description="Episodes, frames, success rate, cameras and every array's "

@@ -7,6 +7,7 @@ import numpy as np
 
 from simgen.cameras import CameraConfig, extrinsics_cv
 from simgen.controller import CartesianController, make_action
+from simgen.randomize import SceneRandomizer
 from simgen.render import CameraRenderer
 from simgen.scene import ARM_JOINTS, DEFAULT_MESH_DETAIL, FINGER_JOINTS, HOME_QPOS, build_scene, segment_lut
 from tasks.base import Task
@@ -26,25 +27,30 @@ class Env:
         self.dt = 1.0 / CONTROL_HZ
         self.n_substeps = int(round(self.dt / self.model.opt.timestep))
         self.controller = CartesianController(self.model)
-        lut = segment_lut(self.model, task.object_bodies) if seg else None
+        lut = segment_lut(self.model, task.object_bodies + task.fixture_bodies) if seg else None
         self.renderer = CameraRenderer(self.model, cameras, rgb=rgb, seg_lut=lut)
         self._arm_q = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._finger_q = np.array([self.model.joint(j).qposadr[0] for j in FINGER_JOINTS])
         self._obj_q = [self.model.joint(b).qposadr[0] for b in task.object_bodies]
+        self._fix_q = [self.model.joint(j).qposadr[0] for j in task.fixture_joints]
         self._cam_ids = [self.model.camera(c.name).id for c in cameras]
+        self.scene = SceneRandomizer(self.model, [c.name for c in cameras])
 
     def reset(self, seed: int) -> dict:
-        """Home the robot, randomise the task from `seed`; returns the randomisation record."""
+        """Home the robot, randomise the scene and the task from `seed`; returns the record of
+        every randomised value (the task's, plus the scene's under "scene")."""
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         d.qpos[self._arm_q] = HOME_QPOS
         d.ctrl[self.controller.arm_act] = HOME_QPOS
         d.qpos[self._finger_q] = [0.04, -0.04]
         d.ctrl[self.controller.finger_act] = [0.04, -0.04]
+        scene = self.scene.apply(np.random.default_rng([seed, 2]), self.task.dr)
+        self.task.table_z = scene["table_z"]
         params = self.task.randomize(m, d, np.random.default_rng(seed))
         mujoco.mj_setConst(m, self._scratch)  # masses may have changed: refresh derived constants
         mujoco.mj_forward(m, d)
-        return params
+        return {**params, "scene": scene}
 
     def step(self, action: np.ndarray) -> None:
         """Apply one action and advance one control period."""
@@ -73,8 +79,10 @@ class Env:
             "gripper_qpos": d.qpos[self._finger_q].astype(np.float32),
             "eef_pos": eef_pos.astype(np.float32),
             "eef_quat": quat.astype(np.float32),
-            "object_pose": np.array([d.qpos[a:a + 7] for a in self._obj_q], np.float32),
+            "object_pose": np.array([d.qpos[a:a + 7] for a in self._obj_q], np.float32).reshape(-1, 7),
         }
+        if self._fix_q:
+            out["fixture_qpos"] = d.qpos[self._fix_q].astype(np.float32)
         for cam, cid in zip(self.cameras, self._cam_ids, strict=True):
             out[f"{cam.name}_extrinsics"] = extrinsics_cv(d.cam_xpos[cid], d.cam_xmat[cid]).astype(np.float32)
         return out

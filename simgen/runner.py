@@ -17,6 +17,8 @@ import simgen
 from simgen.cameras import get_cameras, nominal_extrinsics
 from simgen.controller import ACTION_DIM
 from simgen.env import CONTROL_HZ, Env, run_episode
+from simgen.randomize import Randomization
+from simgen.robosuite_env import RobosuiteEnv, check_config, describe, is_robosuite_task
 from simgen.scene import DEFAULT_MESH_DETAIL, FIRST_OBJECT_SEGMENT, SEGMENTS
 from simgen.store import DEPTH_UNIT_M, Writer, depth_to_stored
 from tasks import get_task
@@ -41,9 +43,15 @@ class RenderConfig:
     workers: int = 1
     mesh_detail: float = DEFAULT_MESH_DETAIL
     commit_frames: int = 256  # episodes are committed in batches of about this many frames
+    randomize: Randomization = Randomization()
 
     def __post_init__(self):
-        get_task(self.task)  # raises ValueError for an unknown task
+        if not isinstance(self.randomize, Randomization):
+            raise ValueError("randomize must be a Randomization")
+        if is_robosuite_task(self.task):  # unsupported environment, camera or randomisation switch
+            check_config(self.task, self.cameras, self.randomize)
+        else:
+            get_task(self.task)  # raises ValueError for an unknown task
         get_cameras(self.cameras, self.width, self.height)  # unknown camera, bad resolution
         if self.episodes < 1:
             raise ValueError("--episodes must be at least 1")
@@ -64,13 +72,15 @@ class RenderConfig:
         d["cameras"] = list(self.cameras)
         return d
 
-    def make_env(self) -> Env:
-        return Env(get_task(self.task), get_cameras(self.cameras, self.width, self.height),
+    def make_env(self) -> Env | RobosuiteEnv:
+        if is_robosuite_task(self.task):
+            return RobosuiteEnv(self.task, self.cameras, self.width, self.height, rgb=self.rgb, seg=self.seg)
+        return Env(get_task(self.task, self.randomize), get_cameras(self.cameras, self.width, self.height),
                    rgb=self.rgb, seg=self.seg, mesh_detail=self.mesh_detail)
 
 
-def store_attrs(cfg: RenderConfig) -> dict:
-    """Root attributes describing the dataset (everything but per-episode records)."""
+def _native_description(cfg: RenderConfig) -> dict:
+    """Task and cameras of a native task, from the task registry and simgen's camera presets."""
     task = get_task(cfg.task)
     cams = {}
     for c in get_cameras(cfg.cameras, cfg.width, cfg.height):
@@ -80,21 +90,41 @@ def store_attrs(cfg: RenderConfig) -> dict:
             "extrinsics": nominal_extrinsics(c),
             "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
         }
+    return {"description": task.description, "object_bodies": list(task.object_bodies),
+            "segment_bodies": list(task.object_bodies) + list(task.fixture_bodies),
+            "fixture_joints": list(task.fixture_joints), "cameras": cams, "physics_dt": 0.002}
+
+
+def store_attrs(cfg: RenderConfig) -> dict:
+    """Root attributes describing the dataset (everything but per-episode records). A robosuite
+    task describes its own task and cameras (and adds a `robosuite` section)."""
+    if is_robosuite_task(cfg.task):
+        info = describe(cfg.task, cfg.cameras, cfg.width, cfg.height)
+    else:
+        info = _native_description(cfg)
+    engine = {"simgen": simgen.__version__, "mujoco": mujoco.__version__}
+    if "robosuite" in info:
+        engine["robosuite"] = info["robosuite"]["version"]
     attrs = {
-        "task": cfg.task, "task_description": task.description,
-        "object_bodies": list(task.object_bodies),
-        "engine": {"simgen": simgen.__version__, "mujoco": mujoco.__version__},
-        "control_hz": CONTROL_HZ, "physics_dt": 0.002,
-        "cameras": cams,
+        "task": cfg.task, "task_description": info["description"],
+        "object_bodies": info["object_bodies"],
+        "engine": engine,
+        "control_hz": CONTROL_HZ, "physics_dt": info["physics_dt"],
+        "cameras": info["cameras"],
         "depth": {"dtype": "uint16", "unit_m": DEPTH_UNIT_M, "no_reading": 0,
                   "convention": "z-depth along the optical axis, not ray length"},
         "action": {"dim": ACTION_DIM, "layout": "eef target position xyz (m, world), first two "
                    "columns of the target rotation matrix (6), gripper 0 open .. 1 closed"},
         "seed_rule": "episode i of a run with --seed S uses seed S + i",
     }
+    if "robosuite" in info:
+        attrs["robosuite"] = info["robosuite"]
+    if info.get("fixture_joints"):
+        attrs["fixture_joints"] = info["fixture_joints"]
     if cfg.seg:
         segs = dict(SEGMENTS)
-        segs.update({FIRST_OBJECT_SEGMENT + i: b for i, b in enumerate(task.object_bodies)})
+        bodies = info.get("segment_bodies", info["object_bodies"])
+        segs.update({FIRST_OBJECT_SEGMENT + i: b for i, b in enumerate(bodies)})
         attrs["segments"] = {str(k): v for k, v in segs.items()}
     return attrs
 

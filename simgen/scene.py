@@ -136,7 +136,8 @@ def build_scene(cameras: list[CameraConfig], add_objects=None,
 
 
 def segment_lut(model: mujoco.MjModel, object_bodies: list[str]) -> np.ndarray:
-    """Map geom id -> segment class (see SEGMENTS; objects numbered from FIRST_OBJECT_SEGMENT)."""
+    """Map geom id -> segment class (see SEGMENTS; `object_bodies`, a task's objects then its
+    fixtures, numbered from FIRST_OBJECT_SEGMENT, each with the bodies below it)."""
     lut = np.zeros(model.ngeom, np.uint8)
     obj_ids = {model.body(b).id: FIRST_OBJECT_SEGMENT + i for i, b in enumerate(object_bodies)}
     for g in range(model.ngeom):

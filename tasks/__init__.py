@@ -2,6 +2,7 @@
 success check; it registers itself with @register and is found by name with get_task()."""
 from __future__ import annotations
 
+from simgen.randomize import Randomization
 from tasks.base import Task
 
 REGISTRY: dict[str, type[Task]] = {}
@@ -15,15 +16,26 @@ def register(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def get_task(name: str) -> Task:
-    """A new instance of the task called `name`; ValueError lists the known ones."""
+def get_task(name: str, randomize: Randomization | None = None) -> Task:
+    """A new instance of the task called `name` with randomisation switches `randomize`
+    (default: Randomization()); ValueError lists the known ones."""
     if name not in REGISTRY:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]()
+    return REGISTRY[name](randomize)
 
 
 def task_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-from tasks import pick  # noqa: E402,F401  (importing a task module registers it)
+def _import_task_modules() -> None:
+    """Import every module in this package (importing a task module registers its task)."""
+    import importlib
+    import pkgutil
+
+    for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if m.name != "base":
+            importlib.import_module(f"{__name__}.{m.name}")
+
+
+_import_task_modules()

@@ -7,7 +7,7 @@ from typing import Callable
 import mujoco
 import numpy as np
 
-TABLE_TOP_Z = 0.8  # m, see assets/scene.xml
+from simgen.randomize import TABLE_TOP_Z, Randomization
 
 Expert = Callable[["object"], np.ndarray]  # env -> action
 
@@ -16,14 +16,32 @@ class Task(ABC):
     """A scripted manipulation task: scene objects, randomisation, expert and success check.
 
     Subclasses set `name`, `description`, `object_bodies` (bodies whose poses are recorded, each
-    with a free joint of the same name) and implement the four methods below.
+    with a free joint of the same name), optionally `fixture_bodies` / `fixture_joints` (bins,
+    cabinets: segmented, and their joints recorded) and implement the four methods below. `self.dr` holds the
+    randomisation switches (draw with `self.uniform` so each switch is honoured) and
+    `self.table_z` this episode's table top height (the scene may randomise it).
     """
 
     name: str = ""
     description: str = ""
     object_bodies: list[str] = []
+    fixture_bodies: list[str] = []  # static or articulated bodies labelled in segmentation
+    fixture_joints: list[str] = []  # hinge/slide joints recorded per step as `fixture_qpos`
     max_steps: int = 150  # control steps (at 20 Hz) before an episode is cut off
     success_hold: int = 5  # an episode ends after this many consecutive successful steps
+
+    def __init__(self, randomize: Randomization | None = None):
+        self.dr = randomize if randomize is not None else Randomization()
+        self.table_z = TABLE_TOP_Z  # set by the environment before each randomize()
+
+    def uniform(self, rng: np.random.Generator, switch: str, low, high, nominal) -> np.ndarray | float:
+        """rng.uniform(low, high) if randomisation `switch` (a Randomization field) is on, else
+        `nominal`. The draw is made either way, so one switch never shifts another's values."""
+        v = rng.uniform(low, high)
+        if getattr(self.dr, switch):
+            return v
+        nominal = np.broadcast_to(np.asarray(nominal, float), np.shape(v)).copy()
+        return float(nominal) if nominal.ndim == 0 else nominal
 
     @abstractmethod
     def add_objects(self, spec: mujoco.MjSpec) -> None:
@@ -65,6 +83,41 @@ def set_free_pose(model: mujoco.MjModel, data: mujoco.MjData, joint: str, pos, q
     j = model.joint(joint)
     data.qpos[j.qposadr[0]:j.qposadr[0] + 7] = np.concatenate([pos, quat])
     data.qvel[j.dofadr[0]:j.dofadr[0] + 6] = 0.0
+
+
+def set_cylinder(model: mujoco.MjModel, geom: int, radius: float, half_height: float,
+                 density: float = 500.0) -> None:
+    """Make a compiled geom an upright cylinder of this size and update its body's mass and
+    inertia and the bounding volumes collisions use (as set_box does for boxes)."""
+    body = model.geom_bodyid[geom]
+    if model.body_geomnum[body] != 1 or np.any(model.geom_pos[geom]) or model.geom_quat[geom][0] != 1:
+        raise ValueError("set_cylinder expects the only geom of its body, at the body's origin")
+    model.geom_type[geom] = mujoco.mjtGeom.mjGEOM_CYLINDER
+    model.geom_size[geom] = [radius, half_height, 0.0]
+    model.geom_rbound[geom] = np.hypot(radius, half_height)
+    model.geom_aabb[geom] = [0.0, 0.0, 0.0, radius, radius, half_height]
+    model.bvh_aabb[model.body_bvhadr[body]] = model.geom_aabb[geom]
+    mass = density * np.pi * radius ** 2 * 2 * half_height
+    model.body_mass[body] = mass
+    side = mass * (3 * radius ** 2 + (2 * half_height) ** 2) / 12
+    model.body_inertia[body] = [side, side, mass * radius ** 2 / 2]
+
+
+# The hand pointing straight down, fingers closing along world y.
+R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+FINGER_HALF_DEPTH = 0.011  # m: closed fingers' half-depth from the grip site, seen along a push or pull
+
+
+def fold_yaw(yaw: float) -> float:
+    """The smallest hand turn about z, in [-45, 45) degrees, lining the fingers up with the faces
+    of a box turned by `yaw`."""
+    return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+
+
+def body_yaw(data: mujoco.MjData, body: str) -> float:
+    """A body's rotation about world z (radians)."""
+    xmat = data.body(body).xmat
+    return float(np.arctan2(xmat[3], xmat[0]))
 
 
 def yaw_quat(yaw: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 
 from tasks import register
-from tasks.base import TABLE_TOP_Z, Task, Waypoints, rot_z, set_box, set_free_pose, yaw_quat
+from tasks.base import TABLE_TOP_Z, Task, Waypoints, fold_yaw, rot_z, set_box, set_free_pose, yaw_quat
 
 LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
 HALF_SIZE_RANGE = (0.018, 0.026)
@@ -32,14 +32,14 @@ class Pick(Task):
                       condim=4)
 
     def randomize(self, model, data, rng):
-        half = rng.uniform(*HALF_SIZE_RANGE)
-        xy = rng.uniform(XY_LOW, XY_HIGH)
-        yaw = rng.uniform(-np.pi, np.pi)
-        rgb = rng.uniform(0.1, 0.95, size=3)
+        half = self.uniform(rng, "object_size", *HALF_SIZE_RANGE, nominal=0.022)
+        xy = self.uniform(rng, "object_pose", XY_LOW, XY_HIGH, nominal=[-0.025, 0.0])
+        yaw = self.uniform(rng, "object_pose", -np.pi, np.pi, nominal=0.0)
+        rgb = self.uniform(rng, "object_color", [0.1] * 3, [0.95] * 3, nominal=[0.8, 0.2, 0.2])
         geom = model.geom("cube").id
         set_box(model, geom, [half] * 3)
         model.geom_rgba[geom] = [*rgb, 1.0]
-        set_free_pose(model, data, "cube", [xy[0], xy[1], TABLE_TOP_Z + half], yaw_quat(yaw))
+        set_free_pose(model, data, "cube", [xy[0], xy[1], self.table_z + half], yaw_quat(yaw))
         return {"cube_half_size": float(half), "cube_xy": xy.tolist(), "cube_yaw": float(yaw),
                 "cube_rgb": rgb.tolist()}
 
@@ -50,8 +50,7 @@ class Pick(Task):
         c, half = cube.xpos.copy(), model.geom_size[model.geom("cube").id][0]
         # Rotate the hand about z by the cube's yaw folded into [-45, 45) degrees: the smallest
         # turn that lines the fingers up with a pair of faces.
-        cube_yaw = np.arctan2(cube.xmat[3], cube.xmat[0])
-        turn = (cube_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        turn = fold_yaw(np.arctan2(cube.xmat[3], cube.xmat[0]))
         R = rot_z(turn) @ R0
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half)]
         above = c + [0.0, 0.0, 0.10]
@@ -70,4 +69,4 @@ class Pick(Task):
 
     def success(self, model, data) -> bool:
         half = model.geom_size[model.geom("cube").id][2]
-        return bool(data.body("cube").xpos[2] - half - TABLE_TOP_Z >= LIFT_THRESHOLD)
+        return bool(data.body("cube").xpos[2] - half - self.table_z >= LIFT_THRESHOLD)

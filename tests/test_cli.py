@@ -32,8 +32,10 @@ def test_help_explains_every_flag(sub):
         assert f in p.stdout, f
 
 
-def test_tasks_lists_pick():
-    assert run_cli("tasks", check=True).stdout.startswith("pick")
+def test_tasks_lists_every_task():
+    names = [line.split()[0] for line in run_cli("tasks", check=True).stdout.splitlines()]
+    for t in ("pick", "place", "stack", "push", "drawer", "pick_clutter"):
+        assert t in names
 
 
 def test_info_reports_store(store):

@@ -118,6 +118,13 @@ def test_half_committed_episode_is_invisible_and_repaired(tmp_path, small_store)
     assert all(a.shape[0] == s.n_frames for _, a in root["data"].arrays())
 
 
+def _committed(path) -> int:
+    try:
+        return Store(path).n_episodes
+    except Exception:  # not created yet, or being written right now
+        return 0
+
+
 def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
     """Kill `simgen render` with SIGKILL at several moments; each time the store opens with only
     whole episodes, and re-running the same command finishes it identical to a clean run."""
@@ -129,7 +136,13 @@ def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
     seen_partial = False
     for _attempt in range(6):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(1.0, 4.0)))
+        # Kill at a random moment once this run has committed an episode (however loaded the
+        # machine is, so the kill lands mid-run).
+        start = _committed(path)
+        t0 = time.time()
+        while p.poll() is None and time.time() - t0 < 120 and _committed(path) <= start:
+            time.sleep(0.05)
+        time.sleep(float(rng.uniform(0.0, 1.0)))
         p.send_signal(signal.SIGKILL)
         p.wait()
         if not path.exists():
