@@ -117,6 +117,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # exited meanwhile
+        return b""
+
+
 def test_killed_job_rerun_gives_the_same_store(local_run, tmp_path):
     job, _ = local_run
     path = write_job(tmp_path)
@@ -142,11 +149,12 @@ def test_crashed_worker_is_retried(local_run, tmp_path):
     path = write_job(tmp_path)
     p = subprocess.Popen([sys.executable, "-m", "simgen", "batch", str(path), "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = []
-    assert _wait_for(lambda: len(workers := [c for c in _children(p.pid)
-                                             if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]) >= 1
-                     and any((tmp_path / "out").glob("*.shards/*.partial")), 120)
-    victims = [c for c in _children(p.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+    def workers():
+        return [c for c in _children(p.pid) if b"spawn_main" in _cmdline(c)]
+
+    assert _wait_for(lambda: workers() and any((tmp_path / "out").glob("*.shards/*.partial")), 120)
+    victims = workers()
     os.kill(victims[0], signal.SIGKILL)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
