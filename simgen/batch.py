@@ -163,19 +163,20 @@ _ENV: dict = {}  # the worker's environment, reused by consecutive shards with t
 
 
 def _env_for(cfg: RenderConfig):
+    """(environment, store attributes) for cfg's settings, built once per worker process."""
     key = json.dumps({**cfg.identity(), "seed": 0}, sort_keys=True)
     if _ENV.get("key") != key:
         _close_env()
-        _ENV["env"], _ENV["key"] = cfg.make_env(), key
+        _ENV.update(env=cfg.make_env(), attrs=store_attrs(cfg), key=key)
         # Registered after the renderer exists, so it runs before EGL's own exit handler.
         atexit.register(_close_env)
-    return _ENV["env"]
+    return _ENV["env"], _ENV["attrs"]
 
 
 def _close_env() -> None:
     if _ENV.get("env") is not None:
         _ENV.pop("env").close()
-        _ENV.pop("key")
+        _ENV.clear()
 
 
 def render_shard(cfg: RenderConfig, shard: str) -> dict:
@@ -186,8 +187,8 @@ def render_shard(cfg: RenderConfig, shard: str) -> dict:
     shard = Path(shard)
     partial = shard.with_name(shard.name + ".partial")
     if not is_store(shard):
-        env = _env_for(cfg)
-        with Writer(partial, store_attrs(cfg), cfg.identity()) as w:
+        env, attrs = _env_for(cfg)
+        with Writer(partial, attrs, cfg.identity()) as w:
             batch: list = []
             for i in range(w.n_episodes, cfg.episodes):
                 arrays, info = run_episode(env, cfg.seed + i)
