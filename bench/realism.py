@@ -7,21 +7,30 @@ Trains what is missing under --models (each a `realdiff train` command, printed 
   fine-only    fine stage alone, trained without a coarse stage
   coarse-only  full's coarse stage alone (nothing to train)
 (the fine stage trains on the real coarse residual, so the stages are independent and a stage can be
-copied), then runs `realdiff eval` on the baselines and every variant, two-sample test included, and
-writes metrics.json, metrics.md, curves.png and examples PNGs to --out, with one more row: the full
-model sampled with 8 coarse + 4 fine steps instead of the shipped 4 + 1. Then `grid.png`: clean / real
-/ generated validation examples. CPU: about 10 to 20 minutes of training per variant on 2 cores
-(`--preset gpu` for a GPU), then about 6 minutes of evaluation.
+copied), then runs `realdiff eval` on the baselines and every variant, two-sample test included,
+once per seed in --seeds (each seed draws other sensor noise and another two-sample split), and
+writes each seed's metrics.json, metrics.md, curves.png and examples PNGs to --out/seed<S>/, with
+one more row: the full model sampled with 8 coarse + 4 fine steps instead of the shipped 4 + 1.
+The table of the means over the seeds (with their standard deviation) goes to --out/metrics.md:
+several metrics move by more than the ablations' differences from one noise draw to the next, so
+one seed is not enough to say what a loss term does. Then `grid.png`: clean / real / generated
+validation examples. CPU: about 5 to 15 minutes of training per variant on 2 cores (`--preset gpu`
+for a GPU), then about 5 minutes of evaluation per seed.
 
     python bench/realism.py [--pairs out/kinect_pairs.zarr] [--models out/models] [--out out/eval_reald2iff]
+                            [--seeds 0,1,2]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from realdiff.evaluate import COLUMNS
 from realdiff.reald2iff import RealD2iffNoiser
 
 BASELINES = ["identity", "gaussian", "axial-lateral", "structured-light"]
@@ -40,6 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/eval_reald2iff", help="folder for the benchmark's files")
     ap.add_argument("--full", default=None, help="use this model as `full` instead of training it")
     ap.add_argument("--preset", default="cpu", help="training preset (cpu, gpu)")
+    ap.add_argument("--seeds", default="0,1,2", help="evaluation seeds (default 0,1,2)")
     args = ap.parse_args()
     m = Path(args.models)
     m.mkdir(parents=True, exist_ok=True)
@@ -58,11 +68,37 @@ def main() -> None:
     slow = m / "full-8+4-steps.json"  # the full model sampled with more steps than shipped
     slow.write_text(RealD2iffNoiser(weights=str(full), coarse_steps=8, fine_steps=4).to_json())
     order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full, slow]
-    run(["realdiff", "eval", "--pairs", args.pairs, "--split", "val", "--out", args.out,
-         "--noiser", ",".join(BASELINES + [str(p) for p in order])])
+    seeds = [int(x) for x in args.seeds.split(",")]
+    for seed in seeds:
+        if not (Path(args.out) / f"seed{seed}" / "metrics.json").exists():
+            run(["realdiff", "eval", "--pairs", args.pairs, "--split", "val", "--out", Path(args.out) / f"seed{seed}",
+                 "--seed", seed, "--noiser", ",".join(BASELINES + [str(p) for p in order])])
+    table = mean_table([json.loads((Path(args.out) / f"seed{s}" / "metrics.json").read_text()) for s in seeds])
+    (Path(args.out) / "metrics.md").write_text(table)
+    print("\n" + table)
     grid = Path(args.out) / "grid.png"
     example_grid(args.pairs, str(full), grid)
     print(f"wrote {grid}")
+
+
+def mean_table(results: list[dict]) -> str:
+    """Markdown table of each metric's mean over seeds (one realdiff eval result per seed), with
+    the standard deviation over the seeds in brackets."""
+    def cell(values):
+        v = [x for x in values if x is not None]
+        if not v:
+            return "-"
+        return f"{np.mean(v):.3f}" + (f" ({np.std(v):.3f})" if len(v) > 1 else "")
+
+    rows = ["| noiser | " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for name in results[0]["noisers"]:
+        rows.append(f"| {name} | " + " | ".join(cell([r["noisers"][name]["metrics"].get(k) for r in results])
+                                                for k, _ in COLUMNS) + " |")
+    rows.append("| floor (real vs real) | " + " | ".join(cell([r["floor"].get(k) for r in results])
+                                                         for k, _ in COLUMNS) + " |")
+    return (f"Split `{results[0]['split']}`, {results[0]['frames']} frames; mean over seeds "
+            f"{', '.join(str(r['seed']) for r in results)} (standard deviation in brackets).\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def example_grid(pairs: str, model: str, out: Path, frames=(20, 100, 180), seed: int = 0) -> None:

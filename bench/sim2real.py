@@ -14,6 +14,7 @@ On a GPU one would use batch 256, 20000+ steps and the wider U-Net of Chi et al.
 256-512-1024) with both cameras; evaluation stays on CPU (rendering), one process per core.
 
     python bench/sim2real.py [--tasks pick] [--demos 200] [--steps 8000] [--eval-episodes 50] [--out out/sim2real]
+                             [--cameras front,wrist] [--depths clean,reald2iff]
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=50, help="episodes per matrix cell")
     ap.add_argument("--noisers", default=",".join(NOISERS), help="noisers for training and sensors")
     ap.add_argument("--cameras", default="front,wrist", help="cameras the policies see (default front,wrist)")
+    ap.add_argument("--depths", default=None, help="training depths, a subset of clean and the noisers "
+                    "(default: all; the matrix then holds only these rows)")
     ap.add_argument("--out", default="out/sim2real")
     a = ap.parse_args()
     out = Path(a.out)
@@ -55,6 +58,11 @@ def main() -> None:
     noisers = [n for n in a.noisers.split(",") if n]
     cams = a.cameras.split(",")
     depths = ["clean"] + noisers
+    if a.depths:
+        unknown = sorted(set(a.depths.split(",")) - set(depths))
+        if unknown:
+            ap.error(f"--depths: {', '.join(unknown)} not among {', '.join(depths)}")
+        depths = [d for d in depths if d in a.depths.split(",")]
     sensors = ["clean"] + [f"noiser:{n}" for n in noisers]
     matrix = {}
     for task in a.tasks.split(","):

@@ -3,7 +3,8 @@
 1. Depth encoder: per camera, a small residual CNN with GroupNorm over two channels, the depth
    (normalised per camera, 0 where there is no reading) and its validity (1 = reading, 0 = hole),
    so the network is told where the sensor saw nothing instead of reading 0 m as a surface.
-   Global average pooling gives one feature vector per camera and observation step.
+   Spatial-softmax keypoints (where each learned feature map peaks) and a linear layer give one
+   feature vector per camera and observation step.
 2. Observation features: every camera's features and the normalised proprioception for each of the
    `obs_horizon` observation steps, concatenated into one conditioning vector.
 3. Noise predictor: a 1-D temporal U-Net over the action sequence (prediction horizon steps x action

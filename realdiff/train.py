@@ -44,7 +44,9 @@ class TrainConfig:
     ema: float = 0.999
     fgs_weight: float = 0.5  # lambda_FGS; 0 trains the coarse stage without FGS
     dgo_beta: float = 4.0  # beta of DGO; 0 trains the fine stage without DGO
+    dgo_border: float = 0.5  # DGO's least discrepancy of a reading at a hole's border
     cond_noise: float = 0.1  # std of the conditioning augmentation on the coarse input of the fine stage
+    dequantise_radius: int = 2  # de-banding window of the training targets (dequantise); 0 = raw readings
     val_every: int = 500
     val_frames: int = 8
     ckpt_every: int = 250
@@ -119,10 +121,11 @@ class PairData:
         self.clean, self.real = torch.from_numpy(np.ascontiguousarray(clean)), torch.from_numpy(np.ascontiguousarray(real))
         self.target_real = self.real
 
-    def use_levels(self, levels: tuple) -> None:
-        """Train on real depth with the readout banding of these levels undone."""
-        self.target_real = torch.cat([dequantise(self.real[s:s + 16], levels)
-                                      for s in range(0, len(self.real), 16)])
+    def use_levels(self, levels: tuple, radius: int = 2) -> None:
+        """Train on real depth with the readout banding of these levels undone (radius 0: as read)."""
+        if radius > 0:
+            self.target_real = torch.cat([dequantise(self.real[s:s + 16], levels, radius)
+                                          for s in range(0, len(self.real), 16)])
 
     def __len__(self):
         return len(self.clean)
@@ -227,7 +230,7 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
                 up[:, 1] = -1
                 x0 = target
             cond = torch.cat([cond, up], 1)
-            weight = discrepancy_weight(target, cond[:, 1:2], beta=cfg.dgo_beta)
+            weight = discrepancy_weight(target, cond[:, 1:2], beta=cfg.dgo_beta, border=cfg.dgo_border)
         cond, x0, weight = cond.to(dev), x0.to(dev), weight.to(dev)
         t = torch.rand(len(x0), device=dev)
         noise = torch.randn_like(x0)
@@ -273,7 +276,7 @@ def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_fro
     data = PairData(pairs, "train")
     if not cfg.model.levels:  # the sensor's readout levels, from the train split
         cfg.model.levels = fit_levels(data.real[::10].numpy())
-    data.use_levels(cfg.model.levels)
+    data.use_levels(cfg.model.levels, cfg.dequantise_radius)
     val = PairData(pairs, "val", frames=cfg.val_frames)
     if progress:
         shown = json.loads(json.dumps(cfg.to_dict()))

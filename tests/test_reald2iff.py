@@ -89,6 +89,18 @@ def test_readout_levels_fit_snap_and_dequantise():
     assert torch.equal(dequantise(banded, ()), banded)
 
 
+def test_snap_to_levels_is_the_nearest_level_on_an_irregular_lattice():
+    # levels 1.5 to 4.2 mm^-1 apart, as the fitted Kinect levels are; the lookup-table snap must
+    # agree with a brute-force nearest level everywhere inside, including just beside midpoints
+    rng = np.random.default_rng(3)
+    levels = np.cumsum(rng.uniform(0.0015, 0.0042, 300)) + 0.28
+    L = torch.tensor(levels, dtype=torch.float64)
+    mids = (L[1:] + L[:-1]) / 2
+    inv = torch.cat([torch.from_numpy(rng.uniform(levels[0], levels[-1], 20000)), mids - 1e-9, mids + 1e-9])
+    brute = L[(inv[:, None] - L[None, :]).abs().argmin(1)]
+    assert torch.equal(snap_to_levels(inv, tuple(levels)), brute)
+
+
 # --- Frequency-Guided Supervision ---------------------------------------------------------------
 
 def test_fgs_loss_matches_its_equation_on_cosines():
@@ -121,11 +133,15 @@ def test_dgo_weights_match_their_equation():
     y = torch.zeros(1, 1, 1, 12)
     y[0, 0, 0, :3] = torch.tensor([0.0, 0.25, -1.0])  # D = 0, 0.5, 1 (capped) with tau = 0.5
     h = -torch.ones(1, 1, 1, 12)
-    h[0, 0, 0, 8] = 1  # a hole at x = 8: D = 1 at x = 6..10 (2 px border)
+    h[0, 0, 0, 8] = 1  # a hole at x = 8: D = 1 there, D >= 0.5 at x = 6, 7, 9, 10 (2 px border)
+    y[0, 0, 0, 10] = -0.4  # a border reading with a larger residual keeps its own D = 0.8
     valid = torch.ones(1, 1, 1, 12)
     valid[0, 0, 0, 11] = 0
-    w = discrepancy_weight(torch.cat([y, h], 1), valid, tau=0.5, beta=4.0)[0, 0, 0]
-    assert w.tolist() == [1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0, 0.0]
+    w = discrepancy_weight(torch.cat([y, h], 1), valid, tau=0.5, beta=4.0, border=0.5)[0, 0, 0]
+    assert w.tolist() == pytest.approx([1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 3.0, 3.0, 5.0, 3.0, 4.2, 0.0])
+    # border = 1 weighs a hole's border like the hole itself
+    w1 = discrepancy_weight(torch.cat([y, h], 1), valid, tau=0.5, beta=4.0, border=1.0)[0, 0, 0]
+    assert w1[6:11].tolist() == [5.0] * 5
     # beta = 0 is plain masked MSE; the loss is the w-weighted mean of the squared error
     assert discrepancy_weight(torch.cat([y, h], 1), valid, beta=0.0)[0, 0, 0].tolist() == [1.0] * 11 + [0.0]
     pred, target = torch.zeros(1, 2, 1, 2), torch.tensor([[[[1.0, 2.0]], [[0.0, 0.0]]]])
