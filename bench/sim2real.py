@@ -7,14 +7,18 @@ depth, columns: sensor at evaluation) and writes it as matrix.md, matrix.json an
 matrix.png in --out. Every stage is a CLI command, printed before it runs; each resumes or is
 skipped when its output exists, so a killed benchmark is finished by running it again.
 
+The wrist camera (5-25 cm) gets each noiser built 10 times smaller (`--range-scale wrist=0.1`, a
+short-range sensor: see RangeScaled in realdiff/noise_models.py), both for the training depth and
+for the sensor at evaluation; the front camera (about 1 m) gets the room-scale noisers as they are.
+
 CPU configuration (the defaults, 2 cores): 200 demonstrations, front and wrist cameras at 128x128
-(random 124x124 crops), 8000 steps at batch 64 (about 45 minutes a policy on 2 cores), 50 episodes
-a cell (about 2 minutes each): about 3.5 hours for one task's 4 x 4 matrix.
+(random 124x124 crops), 8000 steps at batch 64 (about 40 minutes a policy on 2 cores, alone), 50
+episodes a cell (about 2 minutes each): about 3 hours for one task's 4 x 4 matrix.
 On a GPU one would use batch 256, 20000+ steps and the wider U-Net of Chi et al. (down dims
 256-512-1024) with both cameras; evaluation stays on CPU (rendering), one process per core.
 
     python bench/sim2real.py [--tasks pick] [--demos 200] [--steps 8000] [--eval-episodes 50] [--out out/sim2real]
-                             [--cameras front,wrist] [--depths clean,reald2iff]
+                             [--cameras front,wrist] [--depths clean,reald2iff] [--range-scale wrist=0.1]
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from realdiff.noise_models import parse_range_scale
 from realdiff.noisify import is_noisified
+from simgen.store import Store
 
 NOISERS = ["gaussian", "structured-light", "reald2iff"]
 
@@ -51,6 +57,9 @@ def main() -> None:
     ap.add_argument("--cameras", default="front,wrist", help="cameras the policies see (default front,wrist)")
     ap.add_argument("--depths", default=None, help="training depths, a subset of clean and the noisers "
                     "(default: all; the matrix then holds only these rows)")
+    ap.add_argument("--range-scale", default="wrist=0.1",
+                    help="cameras whose sensor (for noisifying and at evaluation) is built S times "
+                    "smaller, CAM=S,... (default wrist=0.1: a short-range wrist camera; '' for none)")
     ap.add_argument("--out", default="out/sim2real")
     a = ap.parse_args()
     out = Path(a.out)
@@ -64,13 +73,16 @@ def main() -> None:
             ap.error(f"--depths: {', '.join(unknown)} not among {', '.join(depths)}")
         depths = [d for d in depths if d in a.depths.split(",")]
     sensors = ["clean"] + [f"noiser:{n}" for n in noisers]
+    scale = {c: v for c, v in parse_range_scale(a.range_scale).items() if c in cams}
+    scale_args = ["--range-scale", ",".join(f"{c}={v:g}" for c, v in scale.items())] if scale else []
     matrix = {}
     for task in a.tasks.split(","):
         store = out / f"{task}.zarr"
         run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
         for n in noisers:
-            if not is_noisified(store, f"{cams[0]}_depth_{key(n)}"):
-                run(["realdiff", "noisify", store, "--noiser", n, "--out-key", key(n), "--quiet"])
+            if not all(noisified_as(store, f"{c}_depth_{key(n)}", scale.get(c)) for c in cams):
+                run(["realdiff", "noisify", store, "--noiser", n, "--out-key", key(n), "--cameras", a.cameras,
+                     *scale_args, "--overwrite", "--quiet"])
         for d in depths:
             rkey = f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{key(d)}"
             rdir = out / "runs" / f"{task}_{d}"
@@ -80,12 +92,21 @@ def main() -> None:
             for s in sensors:
                 edir = rdir / "eval" / s.replace("noiser:", "")
                 res = edir / "results.json"
-                if not (res.exists() and json.loads(res.read_text())["episodes"] == a.eval_episodes):
+                done = json.loads(res.read_text()) if res.exists() else {}
+                if (done.get("episodes"), done.get("range_scale")) != (a.eval_episodes, scale):
                     run(["policies", "eval", rdir, "--task", task, "--episodes", a.eval_episodes,
-                         "--sensor", s, "--out", edir, "--quiet"])
+                         "--sensor", s, *scale_args, "--out", edir, "--quiet"])
                 r = json.loads(res.read_text())
                 matrix[(task, d, s)] = (r["successes"], r["episodes"], r["ci95"])
     write_matrix(matrix, depths, sensors, out)
+
+
+def noisified_as(store: Path, key: str, range_scale: float | None) -> bool:
+    """Whether data/<key> is complete and was made with this range scale (None: unscaled)."""
+    if not is_noisified(store, key):
+        return False
+    config = Store(store).array(key).attrs["noisify"]["config"]
+    return config.get("range_scale", 1.0) == (range_scale or 1.0)
 
 
 def write_matrix(matrix: dict, depths: list, sensors: list, out: Path) -> None:

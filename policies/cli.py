@@ -30,8 +30,10 @@ def cmd_train(a) -> None:
 def cmd_eval(a) -> None:
     from policies.evaluate import evaluate
 
+    from realdiff.noise_models import parse_range_scale
+
     r = evaluate(a.run, a.task, a.episodes, a.sensor, a.seed, a.workers, a.videos, a.out, a.max_steps,
-                 progress=not a.quiet)
+                 progress=not a.quiet, range_scale=parse_range_scale(a.range_scale))
     lo, hi = r["ci95"]
     print(f"{a.task} under {a.sensor}: success {r['successes']}/{r['episodes']} = {100 * r['success_rate']:.1f}% "
           f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%); results and videos in {r['out']}")
@@ -69,6 +71,9 @@ def main(argv=None) -> None:
     e.add_argument("--sensor", default="clean",
                    help="clean, noiser:NAME (e.g. noiser:structured-light, noiser:reald2iff) or "
                         "module:function (f(depth, K, rng) -> noisy depth)")
+    e.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]",
+                   help="give these cameras the sensor built S times smaller (depth errors and range "
+                        "times S), e.g. wrist=0.1 for a short-range wrist camera")
     e.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
                    help=f"episode i uses task seed SEED + i (default {DEFAULT_EVAL_SEED})")
     e.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

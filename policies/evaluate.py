@@ -26,6 +26,7 @@ from policies.data import Normalizer, crop, proprio_from
 from policies.model import DiffusionPolicy, PolicyConfig, seeded_noise
 from policies.sensors import make_sensor, sensor_label
 from policies.train import RUN_VERSION
+from realdiff.noise_models import scaled_for_camera
 from simgen.cameras import get_cameras
 from simgen.env import Env
 from simgen.robosuite_env import RobosuiteEnv, env_name, is_robosuite_task
@@ -98,9 +99,10 @@ class Policy:
         return self.queue.popleft()
 
 
-def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, max_steps: int | None = None) -> dict:
-    """One closed-loop episode from task seed `seed` (at most max_steps, default the task's);
-    frames (depth as seen | RGB) when record."""
+def rollout(env: Env, policy: Policy, sensors: dict, seed: int, record: bool = False,
+            max_steps: int | None = None) -> dict:
+    """One closed-loop episode from task seed `seed` (at most max_steps, default the task's), each
+    camera's depth through `sensors[camera]` (None: clean); frames (depth as seen | RGB) when record."""
     env.reset(seed)
     policy.reset()
     sensor_rng, policy_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
@@ -110,7 +112,7 @@ def rollout(env: Env, policy: Policy, sensor, seed: int, record: bool = False, m
         seen = {}
         for c in policy.cfg.cameras:
             d = obs[f"{c}_depth"]
-            seen[c] = d if sensor is None else sensor.noisify(d[None], policy.K[c], sensor_rng)[0]
+            seen[c] = d if sensors[c] is None else sensors[c].noisify(d[None], policy.K[c], sensor_rng)[0]
         if record:
             for c in policy.cfg.cameras:  # one colour range per camera, from its first clean frame
                 if c not in ranges:
@@ -137,14 +139,24 @@ def _close_envs() -> None:
     _W.clear()
 
 
-def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None) -> None:
-    atexit.unregister(_close_envs)
-    atexit.register(_close_envs)  # once per process, however often a caller evaluates
+def camera_sensors(spec: str, cameras, range_scale: dict | None = None) -> dict:
+    """{camera: the sensor spec's model (None: clean)}, RangeScaled where range_scale names the camera."""
+    unknown = sorted(set(range_scale or {}) - set(cameras))
+    if unknown:
+        raise ValueError(f"--range-scale names {', '.join(unknown)}, not among the policy's cameras "
+                         f"({', '.join(cameras)})")
+    model = make_sensor(spec)
+    return {c: None if model is None else scaled_for_camera(model, c, range_scale) for c in cameras}
+
+
+def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
+                 range_scale: dict | None = None) -> None:
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
-    bundle = load_run(run)
-    _W.update(policy=Policy(bundle), sensor=make_sensor(sensor), envs={}, max_steps=max_steps)
+    policy = Policy(load_run(run))
+    _W.update(policy=policy, sensors=camera_sensors(sensor, policy.cfg.cameras, range_scale), envs={},
+              max_steps=max_steps)
 
 
 def _env(rgb: bool) -> Env | RobosuiteEnv:
@@ -163,18 +175,24 @@ def _env(rgb: bool) -> Env | RobosuiteEnv:
                 env.close()
                 raise ValueError(f"camera {name}: the simulator's intrinsics differ from the training store's")
         _W["envs"][rgb] = env
+        # Ours must run before the EGL display's own exit handler (registered when the first
+        # renderer opened it; atexit runs last-registered first), or closing fails at exit.
+        atexit.unregister(_close_envs)
+        atexit.register(_close_envs)
     return _W["envs"][rgb]
 
 
 def _episode(seed: int, record: bool) -> dict:
-    return rollout(_env(record), _W["policy"], _W["sensor"], seed, record, _W["max_steps"])
+    return rollout(_env(record), _W["policy"], _W["sensors"], seed, record, _W["max_steps"])
 
 
 def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clean",
              seed: int = DEFAULT_EVAL_SEED, workers: int | None = None, videos: int = 3,
-             out: str | Path | None = None, max_steps: int | None = None, progress: bool = True) -> dict:
-    """Roll out `episodes` episodes (each at most max_steps control steps, default the task's); write results.json and `videos` MP4s to `out` (default
-    <run>/eval/<task>_<sensor>); returns the summary."""
+             out: str | Path | None = None, max_steps: int | None = None, progress: bool = True,
+             range_scale: dict | None = None) -> dict:
+    """Roll out `episodes` episodes (each at most max_steps control steps, default the task's); write
+    results.json and `videos` MP4s to `out` (default <run>/eval/<task>_<sensor>); returns the summary.
+    `range_scale` {camera: s}: that camera's sensor is built s times smaller (RangeScaled)."""
     bundle = load_run(run)
     env_name(task) if is_robosuite_task(task) else get_task(task)  # unknown: ValueError naming the known
     if bundle["task"] != task:
@@ -183,7 +201,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
         raise ValueError("--episodes must be at least 1")
     if max_steps is not None and max_steps < 1:
         raise ValueError("--max-steps must be at least 1")
-    make_sensor(sensor)  # a bad sensor fails here, before any worker starts
+    camera_sensors(sensor, bundle["config"]["policy"]["cameras"], range_scale)  # a bad one fails here, before any worker
     out = Path(out) if out else Path(run) / "eval" / f"{task.replace(':', '_')}_{sensor_label(sensor)}"
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, episodes))
@@ -193,7 +211,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     if workers == 1:  # in this process, on one torch thread like a worker (so results match)
         threads = torch.get_num_threads()
         try:
-            _init_worker(str(run), sensor, 1, max_steps)
+            _init_worker(str(run), sensor, 1, max_steps, range_scale)
             for i, s in enumerate(seeds):
                 results.append(_episode(s, i < videos))
                 bar.update(1)
@@ -202,7 +220,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
             _close_envs()
     else:
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(run), sensor, 1, max_steps)) as pool:
+                                 initargs=(str(run), sensor, 1, max_steps, range_scale)) as pool:
             futures = [pool.submit(_episode, s, i < videos) for i, s in enumerate(seeds)]
             for f in as_completed(futures):
                 results.append(f.result())
@@ -215,7 +233,8 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
             iio.imwrite(out / f"episode_{r['seed']}.mp4", r["frames"], fps=20, macro_block_size=1)
     n_ok = sum(r["success"] for r in results)
     lo, hi = wilson_interval(n_ok, episodes)
-    summary = {"run": str(run), "task": task, "sensor": sensor, "episodes": episodes, "seed": seed,
+    summary = {"run": str(run), "task": task, "sensor": sensor, "range_scale": range_scale or {},
+               "episodes": episodes, "seed": seed,
                "successes": n_ok, "success_rate": n_ok / episodes, "ci95": [lo, hi],
                "episodes_detail": [{k: r[k] for k in ("seed", "success", "steps", "final_eef_pos")} for r in results]}
     (out / "results.json").write_text(json.dumps(summary, indent=2))

@@ -120,6 +120,10 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
         rng.bit_generator.state = state["rng"]
         gen.set_state(state["gen"])
         step = state["step"]
+    log_path = out / "log.jsonl"
+    if log_path.exists():  # a killed run may have logged past its last checkpoint: redone, so dropped
+        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
 
     def checkpoint():
         _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -129,7 +133,7 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
         print(f"policy: {n_params(model) / 1e6:.2f} M parameters; {data.n_episodes} episodes, "
               f"{len(data)} sequences; cameras {', '.join(f'{c}={k}' for c, k in data.keys.items())}")
     bar = tqdm(total=cfg.steps, initial=step, desc="train policy", unit="step", disable=not progress)
-    log = open(out / "log.jsonl", "a")
+    log = open(log_path, "a")
     t0, losses = time.perf_counter(), []
     model.train()
     while step < cfg.steps:

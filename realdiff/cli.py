@@ -32,12 +32,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_noisify(args) -> int:
+    from realdiff.noise_models import parse_range_scale
     from realdiff.noisify import noisify_store
 
     cams = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
     s = noisify_store(args.store, noiser=args.noiser, cameras=cams, suffix=args.out_key,
                       seed=args.seed, overwrite=args.overwrite, workers=args.workers,
-                      progress=not args.quiet)
+                      progress=not args.quiet, range_scale=parse_range_scale(args.range_scale))
     print(f"{args.store}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
           f"frames this run, {s['frames']} per camera)")
     return 0
@@ -113,6 +114,9 @@ def build_parser() -> Parser:
                    "from `realdiff train` (default reald2iff, the committed weights)")
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
+    z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]",
+                   help="give these cameras the sensor built S times smaller (depth errors and range "
+                   "times S), e.g. wrist=0.1 for a short-range wrist camera")
     z.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     z.add_argument("--overwrite", action="store_true", help="replace an existing output array")
     z.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

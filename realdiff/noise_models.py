@@ -65,6 +65,11 @@ The models
        the image resolution. Pixels also drop out with probability ``p_drop``, and readings outside
        [min_depth_m, max_depth_m] are dropped.
 
+``range-scaled`` (a wrapper, built by ``--range-scale CAM=S`` of noisify and policies eval)
+    Any model built S times smaller: z' = S * model(z / S). For the structured-light model this is
+    exactly the same sensor with baseline S b and range S [min, max] (similar triangles): how a
+    short-range wrist camera gets a sensor from models of a room-scale one.
+
 Pixel-sized parameters: the lateral noise of both Kinect models (``lateral_px``, ``shift_px``) is
 given in pixels of the 585 px Kinect image and scaled by fx / sensor_fx, so it is the same in metres
 at any resolution. The dot pattern, its window and ``max_disparity_range_px`` act on the image's own
@@ -605,6 +610,64 @@ class StructuredLight(NoiseModel):
         return cls(sigma_disparity_px=sigma, p_drop=p_drop)
 
 
+class RangeScaled(NoiseModel):
+    """The sensor of `base` built `scale` times smaller: z' = scale * base(z / scale).
+
+    For a triangulating sensor this is exact similarity: a Kinect (baseline b, range 0.4-8 m) at
+    scale 0.1 is the same sensor with baseline 0.1 b and range 4-80 cm, with its disparity noise,
+    quantisation, shadows and holes at the same image pixels, and its depth errors 0.1 times as
+    large at a tenth of the range. It is how a model fitted to a room-scale sensor stands in for a
+    short-range wrist camera (a small-baseline stereo sensor) at 5-25 cm, which the room-scale
+    sensor itself would not see at all. `base`: a noise model, or one as saved by to_json (a dict).
+    """
+
+    name = "range-scaled"
+    version = "1"
+
+    def __init__(self, base, scale: float = 1.0):
+        self.scale = float(scale)
+        _require(math.isfinite(self.scale) and self.scale > 0, "range-scaled: scale must be > 0")
+        self._base = base if isinstance(base, NoiseModel) else from_json(json.dumps(base))
+
+    def params(self) -> dict:
+        return {"base": json.loads(self._base.to_json()), "scale": self.scale}  # a callable: TypeError
+
+    def __repr__(self) -> str:
+        return f"RangeScaled({self._base!r}, scale={self.scale})"
+
+    def _noisify(self, depth, K, rng):
+        s = np.float32(self.scale)
+        return s * self._base._noisify(depth / s, K, rng)
+
+    def _noisify_frames(self, depth, K, rngs):
+        s = np.float32(self.scale)
+        return s * self._base._noisify_frames(depth / s, K, rngs)
+
+
+def scaled_for_camera(model: NoiseModel, camera: str, range_scale: dict | None) -> NoiseModel:
+    """`model` for `camera`: wrapped in RangeScaled when `range_scale` names the camera."""
+    s = (range_scale or {}).get(camera)
+    return model if s is None or s == 1 else RangeScaled(base=model, scale=s)
+
+
+def parse_range_scale(text: str | None) -> dict:
+    """'wrist=0.1,front=1' -> {'wrist': 0.1, 'front': 1.0}; ValueError with the reason."""
+    out = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        cam, sep, value = item.partition("=")
+        try:
+            s = float(value)
+        except ValueError:
+            s = float("nan")
+        if not sep or not cam.strip() or not (math.isfinite(s) and s > 0):
+            raise ValueError(f"--range-scale {item.strip()!r}: use CAMERA=SCALE with SCALE > 0, "
+                             "e.g. wrist=0.1")
+        out[cam.strip()] = s
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Registry, saving and loading, plain callables
 
@@ -612,6 +675,7 @@ from realdiff.reald2iff import RealD2iffNoiser  # noqa: E402 (it builds on Noise
 
 NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
                                                  RealD2iffNoiser)}
+WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model: from_json only
 
 
 def from_json(text: str) -> NoiseModel:
@@ -621,9 +685,9 @@ def from_json(text: str) -> NoiseModel:
         name, version, params = data["name"], data["version"], data["params"]
     except (json.JSONDecodeError, TypeError, KeyError):
         raise ValueError("not a saved noise model: expected JSON with name, version, params") from None
-    if name not in NOISERS:
+    cls = NOISERS.get(name) or WRAPPERS.get(name)
+    if cls is None:
         raise ValueError(f"unknown noise model {name!r}; known: {', '.join(NOISERS)}")
-    cls = NOISERS[name]
     if version != cls.version:
         raise ValueError(f"{name} parameters of version {version!r}; this code reads {cls.version!r}")
     try:

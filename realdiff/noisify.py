@@ -21,7 +21,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
-from realdiff.noise_models import from_json, load_noiser
+from realdiff.noise_models import from_json, load_noiser, scaled_for_camera
 from simgen.store import (DEPTH_CODEC, DEPTH_UNIT_M, Store, StoreError, depth_from_stored,
                           depth_to_stored, lock_store, shard_frames)
 
@@ -73,8 +73,10 @@ DEFAULT_NOISER = "reald2iff"
 
 def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[str] | None = None,
                   suffix: str = "noisy", seed: int = 0, overwrite: bool = False,
-                  workers: int | None = None, progress: bool = True) -> dict:
-    """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary."""
+                  workers: int | None = None, progress: bool = True,
+                  range_scale: dict | None = None) -> dict:
+    """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary.
+    `range_scale` {camera: s}: that camera gets the noiser built s times smaller (RangeScaled)."""
     store = Store(path)  # StoreError if not a simgen store of this schema
     model = load_noiser(noiser)
     cams = list(cameras or store.meta["cameras"])
@@ -89,9 +91,13 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
             raise StoreError(f"{path}: camera {c} has no depth array {c}_depth")
     if not suffix or not suffix.replace("_", "").isalnum():
         raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    unknown = sorted(set(range_scale or {}) - set(cams))
+    if unknown:
+        raise StoreError(f"--range-scale names {', '.join(unknown)}, not among the cameras noisified "
+                         f"({', '.join(cams)})")
     for c in cams:
         _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
-    config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
+    base_config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
     n = store.n_frames
     lock = lock_store(store.path)
     try:
@@ -101,12 +107,16 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
             src_key, dst_key = f"{c}_depth", f"{c}_depth_{suffix}"
             src = data[src_key]
             per_shard = src.shards[0] if src.shards else shard_frames(int(np.prod(src.shape[1:])) * 2)
+            cam_model = scaled_for_camera(model, c, range_scale)
+            config = dict(base_config)
+            if cam_model is not model:
+                config["range_scale"] = cam_model.scale
             dst = _prepare_output(data, src_key, dst_key, src, n, per_shard, config, overwrite)
             done = {tuple(r) for r in dst.attrs["noisify"]["done"]}
             K = store.meta["cameras"][c]["K"]
             for start, end in _shard_ranges(n, per_shard):
                 if (start, end) not in done:
-                    jobs.append((str(store.path), src_key, dst_key, c, start, end, model.to_json(), K, seed))
+                    jobs.append((str(store.path), src_key, dst_key, c, start, end, cam_model.to_json(), K, seed))
         total = sum(j[5] - j[4] for j in jobs)
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
         procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))

@@ -302,6 +302,27 @@ def test_load_noiser_by_name(tmp_path, monkeypatch):
     assert load_noiser("gaussian").sigma == 0.0123
 
 
+def test_range_scaled_structured_light_is_the_sensor_built_smaller():
+    """Similar triangles: a Kinect at scale s is a Kinect with baseline s b and range s [min, max]."""
+    base = StructuredLight()
+    small = nm.RangeScaled(base=base, scale=0.1)
+    p = base.params()
+    p.update(baseline_m=0.1 * p["baseline_m"], min_depth_m=0.1 * p["min_depth_m"],
+             max_depth_m=0.1 * p["max_depth_m"])
+    depth = 0.1 * scene()  # a box at 12 cm before a wall at 17-25 cm: nearer than a Kinect reads
+    out = small.noisify(depth, K, rng(4))
+    np.testing.assert_allclose(out, StructuredLight(**p).noisify(depth, K, rng(4)), atol=1e-6)
+    assert np.all(base.noisify(depth, K, rng(4)) == 0) and np.mean(out > 0) > 0.5
+    again = nm.from_json(small.to_json())  # saved with its base, so noisify's workers rebuild it
+    assert np.array_equal(again.noisify(depth, K, rng(4)), out)
+    assert nm.scaled_for_camera(base, "front", {"wrist": 0.1}) is base
+    assert nm.scaled_for_camera(base, "wrist", {"wrist": 0.1}).scale == 0.1
+    assert nm.parse_range_scale("wrist=0.1, front=2") == {"wrist": 0.1, "front": 2.0}
+    for bad in ("wrist", "wrist=0", "wrist=x", "=0.1"):
+        with pytest.raises(ValueError, match="CAMERA=SCALE"):
+            nm.parse_range_scale(bad)
+
+
 def test_load_noiser_rejects_unknown(tmp_path):
     with pytest.raises(ValueError, match="structured-light"):
         load_noiser("nope")

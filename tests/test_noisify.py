@@ -53,6 +53,25 @@ def test_noisify_writes_derived_depth_deterministically(store, tmp_path):
     assert c["keys"] == ["front_depth_seed4"] and not np.array_equal(_noisy(a, "front_depth_seed4"), out)
 
 
+def test_range_scale_gives_a_camera_the_sensor_built_smaller(store, tmp_path):
+    a = tmp_path / "a.zarr"
+    shutil.copytree(store, a)
+    noisify_store(a, noiser="gaussian", seed=3, workers=1, progress=False, suffix="full")
+    noisify_store(a, noiser="gaussian", seed=3, workers=1, progress=False, suffix="half",
+                  range_scale={"front": 0.5})
+    clean = zarr.open_group(a)["data/front_depth"][:].astype(float)
+    full, half = _noisy(a, "front_depth_full").astype(float), _noisy(a, "front_depth_half").astype(float)
+    both = (full > 0) & (half > 0)
+    # z' = 0.5 * (z / 0.5 + sigma n): the same draws, half the error (up to the stored 1 mm steps)
+    assert np.abs((half - clean)[both] - 0.5 * (full - clean)[both]).max() <= 1.0
+    assert (full - clean)[both].std() > 5
+    arr = zarr.open_group(a)["data/front_depth_half"]
+    assert arr.attrs["noisify"]["config"]["range_scale"] == 0.5
+    assert "range_scale" not in zarr.open_group(a)["data/front_depth_full"].attrs["noisify"]["config"]
+    with pytest.raises(ValueError, match="--range-scale names wrist"):
+        noisify_store(a, noiser="gaussian", progress=False, suffix="x", range_scale={"wrist": 0.5})
+
+
 def test_killed_run_resumes_to_the_same_result(store, tmp_path):
     ref, cut = tmp_path / "ref.zarr", tmp_path / "cut.zarr"
     shutil.copytree(store, ref)

@@ -152,6 +152,8 @@ def test_killed_training_resumes_to_the_same_weights(tiny_store, tmp_path):
     train(str(tiny_store), str(killed), "front_depth", None, "pick", SMALL, TrainConfig(**cfg), progress=False)
     a, b = load_run(straight)["state_dict"], load_run(killed)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    logged = [[json.loads(line)["step"] for line in open(r / "log.jsonl")] for r in (straight, killed)]
+    assert logged[0] == logged[1]  # steps logged after the last checkpoint are redone, not repeated
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -186,6 +188,35 @@ def test_eval_calls_a_module_function_sensor_with_the_documented_arguments(tiny_
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert saved["sensor"] == "my_sensor:drop_half" and saved["episodes_detail"][0]["steps"] == 12
     assert (tmp_path / "ev" / "episode_100000.mp4").stat().st_size > 1000
+
+
+def test_eval_range_scale_gives_a_camera_the_sensor_built_smaller(tiny_run, tmp_path, monkeypatch):
+    (tmp_path / "scale_probe.py").write_text(
+        "import numpy as np\n"
+        "CALLS = []\n"
+        "def record(depth, K, rng):\n"
+        "    CALLS.append(float(depth.max()))\n"
+        "    return depth.copy()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import scale_probe
+
+    maxima = []
+    for scale in (None, {"wrist": 0.5}):
+        scale_probe.CALLS.clear()
+        r = evaluate(tiny_run, "pick", episodes=1, sensor="scale_probe:record", workers=1, videos=0,
+                     out=tmp_path / str(scale), max_steps=4, progress=False, range_scale=scale)
+        maxima.append(list(scale_probe.CALLS))
+        assert json.loads((tmp_path / str(scale) / "results.json").read_text())["range_scale"] == (scale or {})
+    cams = load_run(tiny_run)["config"]["policy"]["cameras"]
+    assert len(maxima[0]) == len(maxima[1]) == 4 * len(cams)
+    for i, (m0, m1) in enumerate(zip(*maxima)):
+        # the sensor sees the front depth unchanged and the wrist's at twice the range (z / 0.5);
+        # its output is scaled back, so the policy sees the same depth and acts the same
+        assert m1 == pytest.approx(m0 * (2 if cams[i % len(cams)] == "wrist" else 1), rel=1e-6)
+    with pytest.raises(ValueError, match="--range-scale names side"):
+        evaluate(tiny_run, "pick", episodes=1, sensor="clean", workers=1, out=tmp_path / "x",
+                 range_scale={"side": 0.5}, progress=False)
 
 
 def test_eval_is_reproducible_whatever_the_worker_count(tiny_run, tmp_path):
