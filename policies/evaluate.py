@@ -26,7 +26,7 @@ from policies.data import Normalizer, crop, proprio_from
 from policies.model import DiffusionPolicy, PolicyConfig, seeded_noise
 from policies.sensors import make_sensor, sensor_label
 from policies.train import RUN_VERSION
-from realdiff.noise_models import scaled_for_camera
+from realdiff.noise_models import per_camera
 from simgen.cameras import get_cameras
 from simgen.env import Env
 from simgen.robosuite_env import RobosuiteEnv, env_name, is_robosuite_task
@@ -139,23 +139,13 @@ def _close_envs() -> None:
     _W.clear()
 
 
-def camera_sensors(spec: str, cameras, range_scale: dict | None = None) -> dict:
-    """{camera: the sensor spec's model (None: clean)}, RangeScaled where range_scale names the camera."""
-    unknown = sorted(set(range_scale or {}) - set(cameras))
-    if unknown:
-        raise ValueError(f"--range-scale names {', '.join(unknown)}, not among the policy's cameras "
-                         f"({', '.join(cameras)})")
-    model = make_sensor(spec)
-    return {c: None if model is None else scaled_for_camera(model, c, range_scale) for c in cameras}
-
-
 def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
                  range_scale: dict | None = None) -> None:
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
     policy = Policy(load_run(run))
-    _W.update(policy=policy, sensors=camera_sensors(sensor, policy.cfg.cameras, range_scale), envs={},
+    _W.update(policy=policy, sensors=per_camera(make_sensor(sensor), policy.cfg.cameras, range_scale), envs={},
               max_steps=max_steps)
 
 
@@ -201,7 +191,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
         raise ValueError("--episodes must be at least 1")
     if max_steps is not None and max_steps < 1:
         raise ValueError("--max-steps must be at least 1")
-    camera_sensors(sensor, bundle["config"]["policy"]["cameras"], range_scale)  # a bad one fails here, before any worker
+    per_camera(make_sensor(sensor), bundle["config"]["policy"]["cameras"], range_scale)  # a bad one fails here
     out = Path(out) if out else Path(run) / "eval" / f"{task.replace(':', '_')}_{sensor_label(sensor)}"
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, episodes))

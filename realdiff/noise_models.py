@@ -644,10 +644,16 @@ class RangeScaled(NoiseModel):
         return s * self._base._noisify_frames(depth / s, K, rngs)
 
 
-def scaled_for_camera(model: NoiseModel, camera: str, range_scale: dict | None) -> NoiseModel:
-    """`model` for `camera`: wrapped in RangeScaled when `range_scale` names the camera."""
-    s = (range_scale or {}).get(camera)
-    return model if s is None or s == 1 else RangeScaled(base=model, scale=s)
+def per_camera(model: NoiseModel | None, cameras, range_scale: dict | None = None) -> dict:
+    """{camera: model}, wrapped in RangeScaled for the cameras `range_scale` {camera: s} names
+    (None, no sensor, stays None); ValueError if it names a camera not in `cameras`."""
+    scale = range_scale or {}
+    unknown = sorted(set(scale) - set(cameras))
+    if unknown:
+        raise ValueError(f"--range-scale names {', '.join(unknown)}, not among the cameras "
+                         f"({', '.join(cameras)})")
+    return {c: model if model is None or scale.get(c, 1) == 1 else RangeScaled(base=model, scale=scale[c])
+            for c in cameras}
 
 
 def parse_range_scale(text: str | None) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
-from realdiff.noise_models import from_json, load_noiser, scaled_for_camera
+from realdiff.noise_models import from_json, load_noiser, per_camera
 from simgen.store import (DEPTH_CODEC, DEPTH_UNIT_M, Store, StoreError, depth_from_stored,
                           depth_to_stored, lock_store, shard_frames)
 
@@ -91,10 +91,7 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
             raise StoreError(f"{path}: camera {c} has no depth array {c}_depth")
     if not suffix or not suffix.replace("_", "").isalnum():
         raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
-    unknown = sorted(set(range_scale or {}) - set(cams))
-    if unknown:
-        raise StoreError(f"--range-scale names {', '.join(unknown)}, not among the cameras noisified "
-                         f"({', '.join(cams)})")
+    models = per_camera(model, cams, range_scale)
     for c in cams:
         _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
     base_config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
@@ -107,16 +104,15 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
             src_key, dst_key = f"{c}_depth", f"{c}_depth_{suffix}"
             src = data[src_key]
             per_shard = src.shards[0] if src.shards else shard_frames(int(np.prod(src.shape[1:])) * 2)
-            cam_model = scaled_for_camera(model, c, range_scale)
             config = dict(base_config)
-            if cam_model is not model:
-                config["range_scale"] = cam_model.scale
+            if models[c] is not model:
+                config["range_scale"] = models[c].scale
             dst = _prepare_output(data, src_key, dst_key, src, n, per_shard, config, overwrite)
             done = {tuple(r) for r in dst.attrs["noisify"]["done"]}
             K = store.meta["cameras"][c]["K"]
             for start, end in _shard_ranges(n, per_shard):
                 if (start, end) not in done:
-                    jobs.append((str(store.path), src_key, dst_key, c, start, end, cam_model.to_json(), K, seed))
+                    jobs.append((str(store.path), src_key, dst_key, c, start, end, models[c].to_json(), K, seed))
         total = sum(j[5] - j[4] for j in jobs)
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
         procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))

@@ -315,8 +315,9 @@ def test_range_scaled_structured_light_is_the_sensor_built_smaller():
     assert np.all(base.noisify(depth, K, rng(4)) == 0) and np.mean(out > 0) > 0.5
     again = nm.from_json(small.to_json())  # saved with its base, so noisify's workers rebuild it
     assert np.array_equal(again.noisify(depth, K, rng(4)), out)
-    assert nm.scaled_for_camera(base, "front", {"wrist": 0.1}) is base
-    assert nm.scaled_for_camera(base, "wrist", {"wrist": 0.1}).scale == 0.1
+    cams = nm.per_camera(base, ["front", "wrist"], {"wrist": 0.1})
+    assert cams["front"] is base
+    assert cams["wrist"].scale == 0.1
     assert nm.parse_range_scale("wrist=0.1, front=2") == {"wrist": 0.1, "front": 2.0}
     for bad in ("wrist", "wrist=0", "wrist=x", "=0.1"):
         with pytest.raises(ValueError, match="CAMERA=SCALE"):
