@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +165,34 @@ class Store:
         return out
 
 
+def _unfinished_creation(path: Path) -> bool:
+    """True for an empty folder, or for what a Writer killed while creating a store leaves: the
+    lock file and a zarr group without attributes holding at most empty `data` and `meta` groups
+    (meta with an empty episode_ends). Such a folder holds nothing to lose and is rebuilt."""
+    if not path.is_dir():
+        return False
+    if {c.name for c in path.iterdir()} <= {LOCK_FILE}:
+        return True
+    try:
+        root = zarr.open_group(path, mode="r")
+        with warnings.catch_warnings():  # zarr warns that the lock file is not one of its nodes
+            warnings.simplefilter("ignore")
+            children = set(root.keys())
+        if dict(root.attrs) or not children <= {"data", "meta"}:
+            return False
+        if "data" in root and list(root["data"].keys()):
+            return False
+        if "meta" in root:
+            meta = root["meta"]
+            if not set(meta.keys()) <= {"episode_ends"}:
+                return False
+            if "episode_ends" in meta and meta["episode_ends"].shape != (0,):
+                return False
+        return True
+    except Exception:
+        return False
+
+
 def lock_store(path: Path) -> int:
     """Take the store's exclusive write lock (a file descriptor; the OS releases it when the
     process ends, however it ends). StoreError if another process holds it."""
@@ -181,12 +211,9 @@ class Writer:
 
     def __init__(self, path: str | Path, attrs: dict, config: dict):
         self.path = Path(path)
-        if self.path.exists() and not is_store(self.path):
-            if self.path.is_dir() and not any(self.path.iterdir()):
-                pass  # an empty folder is fine to fill
-            else:
-                check_store(self.path)  # raises the precise reason
-                raise StoreError(f"{self.path}: exists and is not a simgen store")
+        if self.path.exists() and not is_store(self.path) and not _unfinished_creation(self.path):
+            check_store(self.path)  # raises the precise reason
+            raise StoreError(f"{self.path}: exists and is not a simgen store")
         if self.path.exists() and is_store(self.path):
             root = check_store(self.path)
             old = root.attrs[SCHEMA].get("config")
@@ -200,11 +227,15 @@ class Writer:
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self.root = zarr.open_group(self.path, mode="w")
+            for child in self.path.iterdir():  # the skeleton a run killed while creating it left
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            self.root = zarr.open_group(self.path, mode="a")  # mode "w" would delete the lock file
             self.root.create_group("data")
             meta = self.root.create_group("meta")
             meta.create_array("episode_ends", shape=(0,), chunks=(LOWDIM_CHUNK,), dtype="int64",
                               compressors=LOWDIM_CODEC, fill_value=0)
+            # Written last: only now does the folder count as a store (see _unfinished_creation).
             self.root.attrs[SCHEMA] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                                        **attrs, "config": config, "episodes": []}
         self.meta = dict(self.root.attrs[SCHEMA])

@@ -118,6 +118,32 @@ def test_half_committed_episode_is_invisible_and_repaired(tmp_path, small_store)
     assert all(a.shape[0] == s.n_frames for _, a in root["data"].arrays())
 
 
+@pytest.mark.parametrize("stage", ["lock", "root", "skeleton"])
+def test_killed_while_creating_the_store_is_rebuilt(tmp_path, stage):
+    """A run killed between creating the folder and writing the schema attributes (written last)
+    leaves a lock file and a zarr skeleton without attributes; the next Writer rebuilds it."""
+    from simgen.store import LOCK_FILE, StoreError
+
+    path = tmp_path / "new.zarr"
+    path.mkdir()
+    (path / LOCK_FILE).touch()
+    if stage != "lock":
+        root = zarr.open_group(path, mode="a")
+        if stage == "skeleton":
+            root.create_group("data")
+            root.create_group("meta").create_array("episode_ends", shape=(0,), dtype="int64")
+    with Writer(path, {"task": "x"}, {"seed": 1}) as w:
+        w.append_many([({"action": np.zeros((3, 2), np.float32)}, {"seed": 1, "length": 3})])
+    s = Store(path)
+    assert s.n_episodes == 1 and s.meta["task"] == "x" and (path / LOCK_FILE).exists()
+    # A folder with anything more than that skeleton is someone else's data: refused, untouched.
+    other = tmp_path / "other.zarr"
+    zarr.open_group(other, mode="w").create_group("data").create_array("x", shape=(2,), dtype="f4")
+    with pytest.raises(StoreError, match="not a simgen store"):
+        Writer(other, {}, {})
+    assert "x" in zarr.open_group(other, mode="r")["data"]
+
+
 def _committed(path) -> int:
     try:
         return Store(path).n_episodes
