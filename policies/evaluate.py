@@ -31,7 +31,7 @@ from simgen.cameras import get_cameras
 from simgen.env import Env
 from simgen.robosuite_env import RobosuiteEnv, env_name, is_robosuite_task
 from simgen.preview import colorize_depth
-from simgen.runner import WORKER_ENV
+from simgen.runner import WORKER_ENV, exit_when_orphaned
 from tasks import get_task
 
 DEFAULT_EVAL_SEED = 100_000
@@ -140,7 +140,9 @@ def _close_envs() -> None:
 
 
 def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
-                 range_scale: dict | None = None) -> None:
+                 range_scale: dict | None = None, parent: int | None = None) -> None:
+    if parent is not None:  # a pool worker (not the in-process path)
+        exit_when_orphaned(parent)
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
@@ -210,7 +212,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
             _close_envs()
     else:
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(run), sensor, 1, max_steps, range_scale)) as pool:
+                                 initargs=(str(run), sensor, 1, max_steps, range_scale, os.getpid())) as pool:
             futures = [pool.submit(_episode, s, i < videos) for i, s in enumerate(seeds)]
             for f in as_completed(futures):
                 results.append(f.result())

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from realdiff.noise_models import from_json, load_noiser, per_camera
 from simgen.store import (DEPTH_CODEC, DEPTH_UNIT_M, Store, StoreError, depth_from_stored,
                           depth_to_stored, lock_store, shard_frames)
+from simgen.runner import exit_when_orphaned
 
 
 def _shard_ranges(n: int, per_shard: int) -> list[tuple[int, int]]:
@@ -117,8 +118,8 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
         procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
         threads = max(1, (os.cpu_count() or 1) // procs)  # torch threads per process: no oversubscription
-        with ProcessPoolExecutor(max_workers=procs,
-                                 mp_context=mp.get_context("spawn")) as pool:  # no fork: zarr runs an event-loop thread
+        with ProcessPoolExecutor(max_workers=procs, mp_context=mp.get_context("spawn"),  # no fork: zarr's event-loop thread
+                                 initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_noisify_shard, *j, threads) for j in jobs]
             for f in as_completed(futures):
                 dst_key, start, end = f.result()

@@ -38,7 +38,8 @@ from tqdm import tqdm
 
 from simgen.cameras import parse_resolution
 from simgen.randomize import Randomization
-from simgen.runner import WORKER_ENV, RenderConfig, _child_environment, _record, store_attrs
+from simgen.runner import (WORKER_ENV, RenderConfig, _child_environment, _record, exit_when_orphaned,
+                           store_attrs)
 from simgen.store import SCHEMA, StoreError, Writer, check_store, committed_episode_ends, depth_to_stored, is_store, source_arrays
 
 JOB_KEYS = {"out", "backend", "workers", "address", "shard_episodes", "retries", "keep_shards",
@@ -304,7 +305,8 @@ def _run_local(job: Job, todo, on_done, failures, show) -> None:
     ctx = mp.get_context("spawn")  # GL contexts do not survive fork
     with _child_environment(WORKER_ENV):
         while pending:
-            with ProcessPoolExecutor(max_workers=min(job.workers, len(pending)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=min(job.workers, len(pending)), mp_context=ctx,
+                                     initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(render_shard, todo[j][2], str(todo[j][3])): j for j in pending}
                 pending = []
                 while futures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -161,18 +162,28 @@ def _render_one(env: Env, seed: int):
     return arrays, info
 
 
-def _worker_main(cfg: RenderConfig, seeds: list[int], results) -> None:
+def exit_when_orphaned(parent: int, poll_s: float = 0.5) -> None:
+    """In a worker process started by process `parent`: start a daemon thread that ends this
+    process once the parent has died (at once if it died while this one started up), so a killed
+    run (render, batch, noisify, eval) leaves no worker computing, writing, or blocked on a queue
+    nobody reads. Also a ProcessPoolExecutor initializer (initargs=(os.getpid(),))."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_main(cfg: RenderConfig, seeds: list[int], results, parent: int) -> None:
     """Render `seeds` in order and put ('ok', seed, (arrays, info)) on `results`; on failure put
-    ('error', seed, message). Stops early if the parent process has died."""
-    parent = os.getppid()
+    ('error', seed, message). Exits as soon as the parent process dies."""
+    exit_when_orphaned(parent)
     seed = None
     try:
         with cfg.make_env() as env:
             for seed in seeds:
                 # mp.Queue sends from a background thread: rendering goes on meanwhile.
                 results.put(("ok", seed, _render_one(env, seed)))
-                if os.getppid() != parent:
-                    return
     except BaseException as e:  # report, don't hang the parent
         results.put(("error", seed, f"{type(e).__name__}: {e}"))
 
@@ -186,7 +197,7 @@ def render_episodes(cfg: RenderConfig, seeds: list[int]):
     ctx = mp.get_context("spawn")  # GL contexts do not survive fork
     results = ctx.Queue(maxsize=2 * n)  # bounds the episodes waiting in memory
     with _child_environment(WORKER_ENV):
-        procs = [ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results), daemon=True)
+        procs = [ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results, os.getpid()), daemon=True)
                  for k in range(n)]
         for p in procs:
             p.start()

@@ -61,3 +61,39 @@ def pick_env():
     env = Env(get_task("pick"), get_cameras(["front", "wrist"], 128, 96), rgb=True, seg=True)
     yield env
     env.close()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is pid (from /proc)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (b"" once it has exited)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # exited meanwhile
+        return b""
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The multiprocessing (spawn) worker processes of pid."""
+    return [c for c in child_pids(pid) if b"spawn_main" in cmdline(c)]
+
+
+def assert_workers_exit(workers: list[int], timeout: float = 30.0) -> None:
+    """The given worker processes all exit within timeout (their parent was killed)."""
+    import time
+
+    t0 = time.time()
+    while any(cmdline(w) for w in workers) and time.time() - t0 < timeout:
+        time.sleep(0.1)
+    assert not any(cmdline(w) for w in workers), "worker processes outlived their killed parent"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, child_pids, cmdline, run_cli
 from simgen.batch import JobError, load_job, run_job
 from simgen.runner import RenderConfig, render_dataset
 from simgen.store import Store
@@ -105,25 +105,6 @@ def _wait_for(cond, timeout):
     return False
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(p.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:  # exited meanwhile
-        return b""
-
-
 def test_killed_job_rerun_gives_the_same_store(local_run, tmp_path):
     job, _ = local_run
     path = write_job(tmp_path)
@@ -151,7 +132,7 @@ def test_crashed_worker_is_retried(local_run, tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def workers():
-        return [c for c in _children(p.pid) if b"spawn_main" in _cmdline(c)]
+        return [c for c in child_pids(p.pid) if b"spawn_main" in cmdline(c)]
 
     assert _wait_for(lambda: workers() and any((tmp_path / "out").glob("*.shards/*.partial")), 120)
     victims = workers()

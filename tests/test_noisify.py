@@ -9,7 +9,8 @@ import zarr
 
 from realdiff.noisify import noisify_store
 from simgen.store import Store, shard_frames
-from tests.conftest import assert_one_line_error, run_cli, run_realdiff, tree_digest
+from tests.conftest import (assert_one_line_error, assert_workers_exit, run_cli, run_realdiff, spawned_workers,
+                            tree_digest)
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +149,10 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
         p = subprocess.Popen([sys.executable, "-m", "realdiff", args[0], str(path), *args[1:]],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(float(rng.uniform(0.5, 3.0)))
+        workers = spawned_workers(p.pid)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        assert_workers_exit(workers)  # no orphan goes on writing the store
         Store(path)  # still opens as a simgen store
         if p.returncode == 0:
             break

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from simgen.store import (DEPTH_UNIT_M, SCHEMA, SCHEMA_VERSION, Store, Writer, depth_from_stored, depth_to_stored)
-from tests.conftest import run_cli
+from tests.conftest import assert_workers_exit, run_cli, spawned_workers
 
 RENDER = ["render", "--task", "pick", "--cameras", "front,wrist", "--resolution", "64x48", "--quiet"]
 
@@ -169,8 +169,10 @@ def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
         while p.poll() is None and time.time() - t0 < 120 and _committed(path) <= start:
             time.sleep(0.05)
         time.sleep(float(rng.uniform(0.0, 1.0)))
+        workers = spawned_workers(p.pid)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        assert_workers_exit(workers)  # even one blocked on the full result queue
         if not path.exists():
             continue
         s = Store(path)  # opens
