@@ -5,13 +5,15 @@ For each resolution (128x128 and 640x480), in one run on one machine, both using
             --workers = all cores, writing included, counted as camera images (2 per control
             step), from the call to its return (process start-up and scene building included);
             also its steady rate from the first finished episode on;
-  noisify   depth frames/s of `realdiff noisify` on that store with the default noiser and workers,
-            from the call to its return (process start-up and model loading included);
+  noisify   depth frames/s of `realdiff noisify` on that store with each noiser (default: RealD²iff
+            and its distilled 2-step variant) and the default workers, from the call to its return
+            (process start-up and model loading included);
 and their ratio, both timed from call to return (target at 128x128: >= 1.0, the noiser keeps pace
 with rendering), and noisify against render's steady rate. `--profile` also prints where the
 noiser's time goes (torch profiler, one batch at 128x128).
 
-    python bench/noisify_throughput.py [--episodes 100] [--big-episodes 6] [--noiser reald2iff] [--profile]
+    python bench/noisify_throughput.py [--episodes 100] [--big-episodes 6] [--noiser reald2iff,reald2iff-2step]
+                                       [--profile]
 """
 from __future__ import annotations
 
@@ -30,20 +32,25 @@ from simgen.runner import RenderConfig, render_dataset  # noqa: E402
 CAMS = ("front", "wrist")
 
 
-def measure(width: int, height: int, episodes: int, noiser: str, tmp: str) -> dict:
+def measure(width: int, height: int, episodes: int, noisers: list[str], tmp: str) -> list[dict]:
+    """Render one store, then noisify it with each noiser in turn (each to its own arrays)."""
     path = os.path.join(tmp, f"b{width}x{height}.zarr")
     cfg = RenderConfig(task="pick", episodes=episodes, seed=2000, cameras=CAMS, width=width, height=height,
                        rgb=False, workers=os.cpu_count() or 1)
     t = time.perf_counter()
     r = render_dataset(cfg, path, progress=False)
     render_fps = r["frames_written"] * len(CAMS) / (time.perf_counter() - t)
-    steady_fps = r["steady_steps_per_s"] * len(CAMS)
-    t = time.perf_counter()
-    s = noisify_store(path, noiser=noiser, progress=False)
-    noisify_fps = s["frames"] * len(CAMS) / (time.perf_counter() - t)
-    return {"resolution": f"{width}x{height}", "frames": s["frames"] * len(CAMS), "render_fps": render_fps,
-            "render_steady_fps": steady_fps, "noisify_fps": noisify_fps, "ratio": noisify_fps / render_fps,
-            "ratio_steady": noisify_fps / steady_fps}
+    steady = r["steady_steps_per_s"]  # None for a single episode: then no steady rate
+    steady_fps = steady * len(CAMS) if steady else render_fps
+    rows = []
+    for i, noiser in enumerate(noisers):
+        t = time.perf_counter()
+        s = noisify_store(path, noiser=noiser, suffix=f"n{i}", progress=False)
+        noisify_fps = s["frames"] * len(CAMS) / (time.perf_counter() - t)
+        rows.append({"resolution": f"{width}x{height}", "noiser": noiser, "frames": s["frames"] * len(CAMS),
+                     "render_fps": render_fps, "render_steady_fps": steady_fps, "noisify_fps": noisify_fps,
+                     "ratio": noisify_fps / render_fps, "ratio_steady": noisify_fps / steady_fps})
+    return rows
 
 
 def profile(noiser: str) -> None:
@@ -66,26 +73,31 @@ def profile(noiser: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=100, help="pick episodes at 128x128 (default 100)")
-    ap.add_argument("--big-episodes", type=int, default=6, help="pick episodes at 640x480 (default 6)")
-    ap.add_argument("--noiser", default=DEFAULT_NOISER, help=f"noise model (default {DEFAULT_NOISER})")
-    ap.add_argument("--profile", action="store_true", help="print a torch profile of the noiser")
+    ap.add_argument("--big-episodes", type=int, default=6, help="pick episodes at 640x480 (default 6; 0 skips)")
+    ap.add_argument("--noiser", default=f"{DEFAULT_NOISER},reald2iff-2step",
+                    help=f"comma-separated noise models, each timed on the same store (default {DEFAULT_NOISER},"
+                    "reald2iff-2step: the default and its distilled 2-step coarse stage)")
+    ap.add_argument("--profile", action="store_true", help="print a torch profile of the first noiser")
     args = ap.parse_args()
+    noisers = [n.strip() for n in args.noiser.split(",") if n.strip()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for (w, h), eps in (((128, 128), args.episodes), ((640, 480), args.big_episodes)):
-            rows.append(measure(w, h, eps, args.noiser, tmp))
-            r = rows[-1]
-            print(f"{r['resolution']}: render {r['render_fps']:.1f} frames/s (steady {r['render_steady_fps']:.1f}), "
-                  f"noisify ({args.noiser}) {r['noisify_fps']:.1f} frames/s, ratio {r['ratio']:.2f} "
-                  f"(to steady render {r['ratio_steady']:.2f}; {r['frames']} frames)", flush=True)
-    print(f"\n{os.cpu_count()} cores.\n| resolution | frames | render frames/s (steady) | noisify frames/s "
+            if eps < 1:
+                continue
+            for r in measure(w, h, eps, noisers, tmp):
+                rows.append(r)
+                print(f"{r['resolution']}: render {r['render_fps']:.1f} frames/s (steady {r['render_steady_fps']:.1f}), "
+                      f"noisify ({r['noiser']}) {r['noisify_fps']:.1f} frames/s, ratio {r['ratio']:.2f} "
+                      f"(to steady render {r['ratio_steady']:.2f}; {r['frames']} frames)", flush=True)
+    print(f"\n{os.cpu_count()} cores.\n| resolution | noiser | frames | render frames/s (steady) | noisify frames/s "
           "| noisify/render | noisify/steady render |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['resolution']} | {r['frames']} | {r['render_fps']:.1f} ({r['render_steady_fps']:.1f}) "
+        print(f"| {r['resolution']} | {r['noiser']} | {r['frames']} | {r['render_fps']:.1f} ({r['render_steady_fps']:.1f}) "
               f"| {r['noisify_fps']:.1f} | **{r['ratio']:.2f}** | {r['ratio_steady']:.2f} |")
     if args.profile:
-        profile(args.noiser)
+        profile(noisers[0])
 
 
 if __name__ == "__main__":

@@ -682,6 +682,9 @@ from realdiff.reald2iff import RealD2iffNoiser  # noqa: E402 (it builds on Noise
 NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
                                                  RealD2iffNoiser)}
 WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model: from_json only
+# RealD²iff weights committed beside the default, loadable by name: reald2iff-2step (the default's
+# coarse stage distilled to 2 steps by `realdiff distill`: faster, see the README's throughput).
+COMMITTED_MODELS = ("reald2iff-2step",)
 
 
 def from_json(text: str) -> NoiseModel:
@@ -710,12 +713,14 @@ def load_noiser(name_or_path) -> NoiseModel:
     if key in NOISERS:
         saved = PARAMS_DIR / f"{key}.json"
         return from_json(saved.read_text()) if saved.is_file() else NOISERS[key]()
+    if key in COMMITTED_MODELS:  # another committed RealD²iff model, by name
+        return RealD2iffNoiser(weights=str(PARAMS_DIR / f"{key}.pt"))
     if key.endswith(".json") and Path(key).is_file():
         return from_json(Path(key).read_text())
     if key.endswith(".pt"):
         return RealD2iffNoiser(weights=key)  # ValueError if it is missing or not a model
-    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join(NOISERS)}, the path of a "
-                     ".json file written by to_json(), or a .pt model from `realdiff train`")
+    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join([*NOISERS, *COMMITTED_MODELS])}, "
+                     "the path of a .json file written by to_json(), or a .pt model from `realdiff train`")
 
 
 class CallableNoiser(NoiseModel):

@@ -2,11 +2,12 @@
 
 For each camera, `data/<camera>_depth` (clean, uint16 mm) gives `data/<camera>_depth_<suffix>`
 (same units, chunks and shards; attribute `derived` so simgen's own bookkeeping ignores it).
-Work is split by shard: each worker process reads one shard of clean frames, noisifies it (in
-batches for RealD²iff; each frame with its own generator `default_rng([seed, crc32(camera),
-frame])`) and writes the whole shard, so memory is bounded by one shard per worker, any number of
-workers gives the same result, and a killed run resumes: finished shards are recorded in the array's attributes (by this
-process, after each shard is written) and skipped next time.
+Work is split by shard: each process (this one, and workers spawned beside it) reads one shard of
+clean frames, noisifies it (in batches for RealD²iff; each frame with its own generator
+`default_rng([seed, crc32(camera), frame])`) and writes the whole shard, so memory is bounded by one
+shard per process, any number of workers gives the same result, and a killed run resumes:
+finished shards are recorded in the array's attributes (by this process, after each shard is
+written) and skipped next time.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import functools
 import multiprocessing as mp
 import os
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,12 @@ def _shard_ranges(n: int, per_shard: int) -> list[tuple[int, int]]:
     return [(s, min(s + per_shard, n)) for s in range(0, n, per_shard)]
 
 
+# zarr's codec settings for one shard's read and write: chunks in batches of 64 (as simgen's
+# Writer: halves per-chunk costs), compressed in this thread (every core already runs a process;
+# zarr's thread pool would only add hand-offs: read + write 0.66 -> 0.50 ms a 128x128 frame).
+SHARD_IO = {"codec_pipeline.batch_size": 64, "threading.max_workers": 1}
+
+
 @functools.lru_cache(maxsize=2)
 def _model(model_json: str, threads: int):
     """The worker's model, loaded once per process; torch (RealD²iff) gets `threads` threads."""
@@ -45,15 +53,49 @@ def _noisify_shard(path: str, src_key: str, dst_key: str, camera: str, start: in
     """Worker: noisify frames [start, end) of one camera and write them (one whole shard)."""
     model = _model(model_json, threads)
     data = zarr.open_group(path, mode="r+")["data"]
-    with zarr.config.set({"codec_pipeline.batch_size": 64}):  # as simgen's Writer: halves per-chunk costs
+    with zarr.config.set(SHARD_IO):
         src = data[src_key][start:end]
     clean = depth_from_stored(src) if src.dtype == np.uint16 else src.astype(np.float32)
     cam = zlib.crc32(camera.encode())
     rngs = [np.random.default_rng([seed, cam, start + i]) for i in range(len(clean))]
     out = model.noisify_frames(clean, np.asarray(K, float), rngs)
-    with zarr.config.set({"codec_pipeline.batch_size": 64}):
+    with zarr.config.set(SHARD_IO):
         data[dst_key][start:end] = depth_to_stored(out)
     return dst_key, start, end
+
+
+def _run_shards(jobs: list[tuple], procs: int, record) -> None:
+    """Run _noisify_shard on every job with `procs` processes, this one included: it starts on the
+    first shard at once while procs - 1 spawned workers start up (importing torch takes them
+    seconds), and calls record(result) for each finished shard, here, as results come."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // procs)  # torch threads per process: no oversubscription
+    todo = deque(jobs)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if procs == 1:
+            while todo:
+                record(_noisify_shard(*todo.popleft(), threads))
+            return
+        with ProcessPoolExecutor(max_workers=procs - 1, mp_context=mp.get_context("spawn"),  # not fork: zarr's event-loop thread
+                                 initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
+            running: set = set()
+            while todo or running:
+                while todo and len(running) < 2 * (procs - 1):  # a shard queued behind each running one
+                    running.add(pool.submit(_noisify_shard, *todo.popleft(), threads))
+                if todo:
+                    record(_noisify_shard(*todo.popleft(), threads))
+                    finished, _ = wait(running, timeout=0)
+                else:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    running.discard(f)
+                    record(f.result())
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _check_clean(a: zarr.Array, key: str) -> None:
@@ -116,19 +158,17 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
                     jobs.append((str(store.path), src_key, dst_key, c, start, end, models[c].to_json(), K, seed))
         total = sum(j[5] - j[4] for j in jobs)
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
-        procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
-        threads = max(1, (os.cpu_count() or 1) // procs)  # torch threads per process: no oversubscription
-        with ProcessPoolExecutor(max_workers=procs, mp_context=mp.get_context("spawn"),  # no fork: zarr's event-loop thread
-                                 initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(_noisify_shard, *j, threads) for j in jobs]
-            for f in as_completed(futures):
-                dst_key, start, end = f.result()
-                dst = data[dst_key]
-                meta = dict(dst.attrs["noisify"])
-                meta["done"] = sorted(meta["done"] + [[start, end]])
-                meta["complete"] = sum(e - s for s, e in meta["done"]) == n
-                dst.attrs["noisify"] = meta
-                bar.update(end - start)
+
+        def record(result) -> None:  # a shard is written: say so in its array's attributes
+            dst_key, start, end = result
+            dst = data[dst_key]
+            meta = dict(dst.attrs["noisify"])
+            meta["done"] = sorted(meta["done"] + [[start, end]])
+            meta["complete"] = sum(e - s for s, e in meta["done"]) == n
+            dst.attrs["noisify"] = meta
+            bar.update(end - start)
+
+        _run_shards(jobs, min(workers or os.cpu_count() or 1, max(1, len(jobs))), record)
         bar.close()
     finally:
         os.close(lock)

@@ -214,6 +214,20 @@ class NetConfig:
             raise ValueError(f"widths {self.widths} must be non-empty multiples of groups={self.groups}")
 
 
+def fold(x: torch.Tensor, s: int) -> torch.Tensor:
+    """F.pixel_unshuffle(x, s) (s x s pixels into channels), as one reshape-permute copy: the same
+    values, 2-3x faster than torch's CPU kernel on these small images."""
+    B, C, H, W = x.shape
+    return x.reshape(B, C, H // s, s, W // s, s).permute(0, 1, 3, 5, 2, 4).reshape(B, C * s * s, H // s, W // s)
+
+
+def unfold(x: torch.Tensor, s: int) -> torch.Tensor:
+    """F.pixel_shuffle(x, s), the inverse of fold, likewise."""
+    B, C, H, W = x.shape
+    c = C // (s * s)
+    return x.reshape(B, c, s, s, H, W).permute(0, 1, 4, 2, 5, 3).reshape(B, c, H * s, W * s)
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, FiLM (scale, shift) from the time embedding between, skip."""
 
@@ -265,7 +279,7 @@ class UNet(nn.Module):
         freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
         dt = self.inp.weight.dtype  # float32, or bfloat16 for inference (RealD2iffNoiser)
         e = self.t_mlp(torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1).to(dt))
-        h = F.pixel_unshuffle(torch.cat([x_t, cond], 1).to(dt), self.cfg.unshuffle)
+        h = fold(torch.cat([x_t, cond], 1).to(dt), self.cfg.unshuffle)
         h = self.inp(h)
         skips = []
         for i, blocks in enumerate(self.down):
@@ -279,7 +293,7 @@ class UNet(nn.Module):
             h = torch.cat([unpool(h), skips.pop()], 1)
             for b in blocks:
                 h = b(h, e)
-        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), self.cfg.unshuffle)
+        return unfold(self.out(F.silu(self.out_norm(h))), self.cfg.unshuffle)
 
 
 # --- 3. diffusion: schedule, losses, sampling -------------------------------------------------
