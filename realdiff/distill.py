@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from realdiff.reald2iff import alpha_sigma, fgs_loss, load_model, q_sample, save_model, weighted_mse
-from realdiff.train import PairData, _atomic_save, _validate
+from realdiff.train import PairData, _validate, resume_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -116,17 +116,8 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     rng = np.random.default_rng([cfg.seed, 2])
     torch.manual_seed(cfg.seed)
-    start, path = 0, work / "coarse.pt"
-    if path.is_file():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        if json.loads(ck["config"]) != run:
-            raise ValueError(f"{path} was made with another config; remove {work} to start afresh")
-        net.load_state_dict(ck["net"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        rng.bit_generator.state = json.loads(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
-        start = int(ck["step"])
+    path = work / "coarse.pt"
+    start = resume_checkpoint(path, net, ema, opt, rng, run)
 
     t0, losses, logs = time.time(), [], []
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="distill coarse", unit="it",
@@ -157,9 +148,7 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
         done = step + 1
         if done % cfg.ckpt_every == 0 or done == cfg.iters:
-            _atomic_save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                          "step": done, "rng": json.dumps(rng.bit_generator.state),
-                          "torch_rng": torch.get_rng_state(), "config": json.dumps(run)}, path)
+            save_checkpoint(path, net, ema, opt, done, rng, run)
         if done % cfg.val_every == 0 or done == cfg.iters:
             student.coarse = ema
             m = _validate(student, val, cfg)

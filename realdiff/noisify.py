@@ -72,22 +72,22 @@ def _run_shards(jobs: list[tuple], procs: int, record) -> None:
 
     cores = os.cpu_count() or 1
     threads = max(1, cores // procs)  # torch threads per process: no oversubscription
-    todo = deque(jobs)
+    queue = deque(jobs)
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         if procs == 1:
-            while todo:
-                record(_noisify_shard(*todo.popleft(), threads))
+            while queue:
+                record(_noisify_shard(*queue.popleft(), threads))
             return
         with ProcessPoolExecutor(max_workers=procs - 1, mp_context=mp.get_context("spawn"),  # not fork: zarr's event-loop thread
                                  initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
             running: set = set()
-            while todo or running:
-                while todo and len(running) < 2 * (procs - 1):  # a shard queued behind each running one
-                    running.add(pool.submit(_noisify_shard, *todo.popleft(), threads))
-                if todo:
-                    record(_noisify_shard(*todo.popleft(), threads))
+            while queue or running:
+                while queue and len(running) < 2 * (procs - 1):  # a shard queued behind each running one
+                    running.add(pool.submit(_noisify_shard, *queue.popleft(), threads))
+                if queue:
+                    record(_noisify_shard(*queue.popleft(), threads))
                     finished, _ = wait(running, timeout=0)
                 else:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -160,10 +160,27 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _stage_state(net, ema, opt, step, rng, cfg):
-    return {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-            "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-            "config": json.dumps(cfg.to_dict())}
+def save_checkpoint(path: Path, net, ema, opt, step: int, rng, config: dict) -> None:
+    """A stage's state (weights, EMA, optimiser, step, random states, config), written atomically."""
+    _atomic_save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                  "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                  "config": json.dumps(config)}, path)
+
+
+def resume_checkpoint(path: Path, net, ema, opt, rng, config: dict) -> int:
+    """Load a checkpoint written by save_checkpoint into these objects and return its step (0 if
+    there is none); ValueError if it was made with another config."""
+    if not path.is_file():
+        return 0
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if json.loads(ck["config"]) != json.loads(json.dumps(config)):
+        raise ValueError(f"{path} was made with another config; remove {path.parent} to start afresh")
+    net.load_state_dict(ck["net"])
+    ema.load_state_dict(ck["ema"])
+    opt.load_state_dict(ck["opt"])
+    rng.bit_generator.state = json.loads(ck["rng"])
+    torch.set_rng_state(ck["torch_rng"])
+    return int(ck["step"])
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -195,17 +212,8 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng([cfg.seed, 0 if stage == "coarse" else 1])
     torch.manual_seed(cfg.seed)
-    start, path = 0, work / f"{stage}.pt"
-    if path.is_file():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        if json.loads(ck["config"]) != json.loads(json.dumps(cfg.to_dict())):
-            raise ValueError(f"{path} was made with another config; remove {work} to start afresh")
-        net.load_state_dict(ck["net"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        rng.bit_generator.state = json.loads(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
-        start = int(ck["step"])
+    path = work / f"{stage}.pt"
+    start = resume_checkpoint(path, net, ema, opt, rng, cfg.to_dict())
     if start >= total:
         return []
     if stage == "coarse":
@@ -252,7 +260,7 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
         done = step + 1
         if done % cfg.ckpt_every == 0 or done == total:
-            _atomic_save(_stage_state(net, ema, opt, done, rng, cfg), path)
+            save_checkpoint(path, net, ema, opt, done, rng, cfg.to_dict())
         if done % cfg.val_every == 0 or done == total:
             m = _validate(ema_model, val, cfg, fine=stage == "fine")
             net.train()
