@@ -1,11 +1,11 @@
 """Sim-to-real benchmark: does training on noisified depth keep a policy working under a real-like sensor?
 
-For each task: render demonstrations once, noisify them with each noiser, train one policy per
-training depth (clean and each noiser) and evaluate every policy under every sensor (clean and each
-noiser), `--eval-episodes` closed-loop episodes per cell. Prints the success matrix (rows: training
-depth, columns: sensor at evaluation) and writes it as matrix.md, matrix.json and a heat map
-matrix.png in --out. Every stage is a CLI command, printed before it runs; each resumes or is
-skipped when its output exists, so a killed benchmark is finished by running it again.
+For each task: render demonstrations once, noisify them with each noiser used as a training depth,
+train one policy per training depth (clean and each noiser) and evaluate every policy under every
+sensor (clean and each noiser), `--eval-episodes` closed-loop episodes per cell. Prints the success
+matrix (rows: training depth, columns: sensor at evaluation) and writes it as matrix.md, matrix.json
+and a heat map matrix.png in --out. Every stage is a CLI command, printed before it runs; each
+resumes or is skipped when its output exists, so a killed benchmark is finished by running it again.
 
 The wrist camera (5-25 cm) gets each noiser built 10 times smaller (`--range-scale wrist=0.1`, a
 short-range sensor: see RangeScaled in realdiff/noise_models.py), both for the training depth and
@@ -79,7 +79,7 @@ def main() -> None:
     for task in a.tasks.split(","):
         store = out / f"{task}.zarr"
         run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
-        for n in noisers:
+        for n in [d for d in depths if d != "clean"]:  # only the training depths need a noisified copy
             if not all(noisified_as(store, f"{c}_depth_{key(n)}", scale.get(c)) for c in cams):
                 run(["realdiff", "noisify", store, "--noiser", n, "--out-key", key(n), "--cameras", a.cameras,
                      *scale_args, "--overwrite", "--quiet"])

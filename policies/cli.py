@@ -21,7 +21,7 @@ def cmd_train(a) -> None:
     from policies.train import TrainConfig, train
 
     cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, max_episodes=a.max_episodes,
-                      threads=a.threads, ckpt_every=a.ckpt_every)
+                      threads=a.threads, ckpt_every=a.ckpt_every, cache_mb=a.cache_mb)
     r = train(a.store, a.out, a.depth_key, _cameras(a.cameras), a.task, PolicyConfig(), cfg, progress=not a.quiet)
     print(f"{r['out']}: trained {r['steps']} steps on {r['episodes']} episodes ({r['sequences']} sequences); "
           f"policy in {r['out']}/policy.pt")
@@ -61,6 +61,8 @@ def main(argv=None) -> None:
     t.add_argument("--max-episodes", type=int, default=None, help="train on the first N episodes only")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
+    t.add_argument("--cache-mb", type=int, default=d.cache_mb,
+                   help=f"MB of depth frames held in memory (default {d.cache_mb}; below the store's size, slow)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

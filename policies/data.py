@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -153,7 +154,7 @@ class PolicyData:
     step); depth frames come through a FrameCache per camera (cache_mb in all)."""
 
     def __init__(self, path, depth_key: str, cameras: list[str] | None, obs_horizon: int,
-                 pred_horizon: int, cache_mb: int = 512, max_episodes: int | None = None):
+                 pred_horizon: int, cache_mb: int = 4096, max_episodes: int | None = None):
         self.store = Store(path)
         if self.store.n_episodes == 0:
             raise StoreError(f"{path}: the store has no episodes")
@@ -174,6 +175,13 @@ class PolicyData:
         self.obs_horizon = obs_horizon
         per = cache_mb * (1 << 20) // len(self.keys)
         self.frames = {c: FrameCache(self.store.array(k), per) for c, k in self.keys.items()}
+        need = sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize * n for a in (f.array for f in self.frames.values()))
+        if need > cache_mb * (1 << 20):
+            # sampling is uniform over the store, so a cache holding a fraction f of it misses 1 - f of
+            # the blocks a batch touches, each a whole shard read again: many times slower
+            print(f"warning: {path}: the depth frames trained on take {need / (1 << 20):.0f} MB, more than "
+                  f"the {cache_mb} MB frame cache; batches will re-read shards (slow); raise --cache-mb",
+                  file=sys.stderr)
         self.normalizer = self._fit_normalizer(n)
 
     def _fit_normalizer(self, n: int) -> Normalizer:

@@ -40,7 +40,7 @@ class TrainConfig:
     seed: int = 0
     ckpt_every: int = 500
     log_every: int = 50
-    cache_mb: int = 512
+    cache_mb: int = 4096  # depth frames held in memory; a 200-demo 2-camera store at 128x128 takes 0.5-1 GB
     max_episodes: int | None = None  # use only the first N episodes of the store
     threads: int | None = None
 
@@ -80,6 +80,12 @@ def run_config(store: str, episodes: int, depth_key: str, cameras, task: str | N
             "train": dataclasses.asdict(train)}
 
 
+def _identity(conf: dict) -> dict:
+    """The settings a resumed run must share with the saved one: all but the cache size, which changes
+    only speed."""
+    return {**conf, "train": {k: v for k, v in conf["train"].items() if k != "cache_mb"}}
+
+
 def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None, task: str | None = None,
           policy: PolicyConfig | None = None, cfg: TrainConfig | None = None, progress: bool = True) -> dict:
     """Train (or resume) the run in `out`; returns a summary. ValueError for bad input."""
@@ -95,7 +101,7 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
     conf = json.loads(json.dumps(run_config(store, data.n_episodes, depth_key, list(data.keys), data.task, policy, cfg)))
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != conf:
+    if saved.exists() and _identity(json.loads(saved.read_text())) != _identity(conf):
         raise ValueError(f"{out} holds a run with other settings; use a new --out (or delete it)")
     saved.write_text(json.dumps(conf, indent=2))
     if cfg.threads:

@@ -74,8 +74,11 @@ def test_rot6d_of_quaternion_is_the_rotation_matrix():
     np.testing.assert_allclose(quat_to_rot6d(-q), quat_to_rot6d(q), atol=1e-6)  # sign-free
 
 
-def test_batches_are_normalised_and_marked_where_depth_has_no_reading(tiny_store):
+def test_batches_are_normalised_and_marked_where_depth_has_no_reading(tiny_store, capsys):
     data = PolicyData(tiny_store, "front_depth_noisy", ["front", "wrist"], 2, 16, cache_mb=1)
+    assert "more than the 1 MB frame cache" in capsys.readouterr().err  # told it will be slow
+    PolicyData(tiny_store, "front_depth_noisy", ["front", "wrist"], 2, 16)
+    assert "frame cache" not in capsys.readouterr().err
     b = data.batch(np.arange(6), 56, np.random.default_rng(0))
     assert b["depth"]["front"].shape == (6, 2, 2, 56, 56)
     assert b["proprio"].shape == (6, 2, 11) and b["action"].shape == (6, 16, 10)
@@ -149,7 +152,9 @@ def test_killed_training_resumes_to_the_same_weights(tiny_store, tmp_path):
     p.wait()
     step = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
     assert step < 60 and not (killed / "policy.pt").exists()  # killed part-way
-    train(str(tiny_store), str(killed), "front_depth", None, "pick", SMALL, TrainConfig(**cfg), progress=False)
+    # resumed with a smaller frame cache (a speed setting, not part of the run's identity)
+    train(str(tiny_store), str(killed), "front_depth", None, "pick", SMALL, TrainConfig(**cfg, cache_mb=1),
+          progress=False)
     a, b = load_run(straight)["state_dict"], load_run(killed)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     logged = [[json.loads(line)["step"] for line in open(r / "log.jsonl")] for r in (straight, killed)]
