@@ -5,15 +5,18 @@ For each resolution (128x128 and 640x480), in one run on one machine, both using
             --workers = all cores, writing included, counted as camera images (2 per control
             step), from the call to its return (process start-up and scene building included);
             also its steady rate from the first finished episode on;
-  noisify   depth frames/s of `realdiff noisify` on that store with each noiser (default: RealD²iff
-            and its distilled 2-step variant) and the default workers, from the call to its return
-            (process start-up and model loading included);
+  noisify   depth frames/s of `realdiff noisify` on that store with each noiser (default: the
+            shipped RealD²iff and the two slower committed RealD²iff models) and the default
+            workers, from the call to its return (process start-up and model loading included);
 and their ratio, both timed from call to return (target at 128x128: >= 1.0, the noiser keeps pace
-with rendering), and noisify against render's steady rate. `--profile` also prints where the
-noiser's time goes (torch profiler, one batch at 128x128).
+with rendering), and noisify against render's steady rate. This machine's speed drifts by 20 % and
+more within minutes, so the whole measurement (a fresh render, then each noiser) runs `--rounds`
+times and the table gives the median of each round's figures, with the least and the greatest
+ratio in brackets. `--profile` also prints where the noiser's time goes (torch profiler, one batch
+at 128x128).
 
-    python bench/noisify_throughput.py [--episodes 100] [--big-episodes 6] [--noiser reald2iff,reald2iff-2step]
-                                       [--profile]
+    python bench/noisify_throughput.py [--episodes 100] [--big-episodes 6] [--rounds 3]
+                                       [--noiser reald2iff,reald2iff-2step,...] [--profile]
 """
 from __future__ import annotations
 
@@ -32,9 +35,9 @@ from simgen.runner import RenderConfig, render_dataset  # noqa: E402
 CAMS = ("front", "wrist")
 
 
-def measure(width: int, height: int, episodes: int, noisers: list[str], tmp: str) -> list[dict]:
+def measure(width: int, height: int, episodes: int, noisers: list[str], tmp: str, round_: int = 0) -> list[dict]:
     """Render one store, then noisify it with each noiser in turn (each to its own arrays)."""
-    path = os.path.join(tmp, f"b{width}x{height}.zarr")
+    path = os.path.join(tmp, f"b{width}x{height}_{round_}.zarr")
     cfg = RenderConfig(task="pick", episodes=episodes, seed=2000, cameras=CAMS, width=width, height=height,
                        rgb=False, workers=os.cpu_count() or 1)
     t = time.perf_counter()
@@ -74,28 +77,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=100, help="pick episodes at 128x128 (default 100)")
     ap.add_argument("--big-episodes", type=int, default=6, help="pick episodes at 640x480 (default 6; 0 skips)")
-    ap.add_argument("--noiser", default=f"{DEFAULT_NOISER},reald2iff-2step",
+    ap.add_argument("--noiser", default=f"{DEFAULT_NOISER},reald2iff-2step,reald2iff-full",
                     help=f"comma-separated noise models, each timed on the same store (default {DEFAULT_NOISER},"
-                    "reald2iff-2step: the default and its distilled 2-step coarse stage)")
+                    "reald2iff-2step,reald2iff-full: the shipped default and the two slower committed models)")
+    ap.add_argument("--rounds", type=int, default=3, help="repeat the whole measurement; medians (default 3)")
     ap.add_argument("--profile", action="store_true", help="print a torch profile of the first noiser")
     args = ap.parse_args()
     noisers = [n.strip() for n in args.noiser.split(",") if n.strip()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for (w, h), eps in (((128, 128), args.episodes), ((640, 480), args.big_episodes)):
-            if eps < 1:
-                continue
-            for r in measure(w, h, eps, noisers, tmp):
-                rows.append(r)
-                print(f"{r['resolution']}: render {r['render_fps']:.1f} frames/s (steady {r['render_steady_fps']:.1f}), "
-                      f"noisify ({r['noiser']}) {r['noisify_fps']:.1f} frames/s, ratio {r['ratio']:.2f} "
-                      f"(to steady render {r['ratio_steady']:.2f}; {r['frames']} frames)", flush=True)
-    print(f"\n{os.cpu_count()} cores.\n| resolution | noiser | frames | render frames/s (steady) | noisify frames/s "
-          "| noisify/render | noisify/steady render |")
+            for i in range(args.rounds if eps > 0 else 0):
+                for r in measure(w, h, eps, noisers, tmp, i):
+                    rows.append(r)
+                    print(f"round {i + 1}, {r['resolution']}: render {r['render_fps']:.1f} frames/s (steady "
+                          f"{r['render_steady_fps']:.1f}), noisify ({r['noiser']}) {r['noisify_fps']:.1f} frames/s, "
+                          f"ratio {r['ratio']:.2f} (to steady render {r['ratio_steady']:.2f}; {r['frames']} frames)",
+                          flush=True)
+    print(f"\n{os.cpu_count()} cores; median of {args.rounds} rounds (least and greatest ratio in brackets).\n"
+          "| resolution | noiser | frames | render frames/s (steady) | noisify frames/s | noisify/render "
+          "| noisify/steady render |")
     print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['resolution']} | {r['noiser']} | {r['frames']} | {r['render_fps']:.1f} ({r['render_steady_fps']:.1f}) "
-              f"| {r['noisify_fps']:.1f} | **{r['ratio']:.2f}** | {r['ratio_steady']:.2f} |")
+    for res, noiser in dict.fromkeys((r["resolution"], r["noiser"]) for r in rows):
+        g = [r for r in rows if (r["resolution"], r["noiser"]) == (res, noiser)]
+        med = {k: float(np.median([r[k] for r in g])) for k in
+               ("render_fps", "render_steady_fps", "noisify_fps", "ratio", "ratio_steady")}
+        lo, hi = min(r["ratio"] for r in g), max(r["ratio"] for r in g)
+        print(f"| {res} | {noiser} | {g[0]['frames']} | {med['render_fps']:.1f} ({med['render_steady_fps']:.1f}) "
+              f"| {med['noisify_fps']:.1f} | **{med['ratio']:.2f}** ({lo:.2f}-{hi:.2f}) | {med['ratio_steady']:.2f} |")
     if args.profile:
         profile(noisers[0])
 

@@ -22,7 +22,8 @@ def cmd_train(args) -> int:
 
     cfg = make_config(args.preset, coarse_iters=args.coarse_iters, fine_iters=args.fine_iters,
                       fgs_weight=0.0 if args.no_fgs else None, dgo_beta=0.0 if args.no_dgo else None,
-                      no_coarse=args.no_coarse, no_fine=args.no_fine, name=args.name, seed=args.seed,
+                      no_coarse=args.no_coarse, no_fine=args.no_fine, fine_fold=args.fine_fold,
+                      name=args.name, seed=args.seed,
                       threads=args.threads, device=args.device)
     r = train(args.pairs, args.out, cfg, coarse_from=args.coarse_from, fine_from=args.fine_from,
               progress=not args.quiet)
@@ -105,8 +106,12 @@ def build_parser() -> Parser:
     t.add_argument("--no-dgo", action="store_true", help="ablation: fine stage without DGO")
     t.add_argument("--no-coarse", action="store_true", help="ablation: fine stage only")
     t.add_argument("--no-fine", action="store_true", help="ablation: coarse stage only")
-    t.add_argument("--coarse-from", default=None, help="copy the coarse stage from this model file")
-    t.add_argument("--fine-from", default=None, help="copy the fine stage from this model file")
+    t.add_argument("--fine-fold", type=int, default=None,
+                   help="pixels the fine network folds into channels per side: 4 (the preset's) or 8 "
+                   "(about half the cost; the committed default's)")
+    t.add_argument("--coarse-from", default=None,
+                   help="copy the coarse stage, its steps and eta from this model file")
+    t.add_argument("--fine-from", default=None, help="copy the fine stage and its steps from this model file")
     t.add_argument("--name", default=None, help="the model's name in benchmark tables (default reald2iff)")
     t.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")

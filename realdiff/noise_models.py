@@ -196,6 +196,11 @@ class NoiseModel(ABC):
         """The model's parameters as a JSON-serialisable dict (the constructor's keyword arguments)."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
+    def fingerprint(self) -> str | None:
+        """A digest of what params() does not hold but the output depends on (a weights file), or
+        None; noisify records it beside the parameters."""
+        return None
+
     def noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clean depth (B, H, W) float32 m -> noisy depth, same shape, float32, 0 = no reading."""
         validate_depth(depth)
@@ -632,6 +637,9 @@ class RangeScaled(NoiseModel):
     def params(self) -> dict:
         return {"base": json.loads(self._base.to_json()), "scale": self.scale}  # a callable: TypeError
 
+    def fingerprint(self) -> str | None:
+        return self._base.fingerprint()
+
     def __repr__(self) -> str:
         return f"RangeScaled({self._base!r}, scale={self.scale})"
 
@@ -682,9 +690,11 @@ from realdiff.reald2iff import RealD2iffNoiser  # noqa: E402 (it builds on Noise
 NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
                                                  RealD2iffNoiser)}
 WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model: from_json only
-# RealD²iff weights committed beside the default, loadable by name: reald2iff-2step (the default's
-# coarse stage distilled to 2 steps by `realdiff distill`: faster, see the README's throughput).
-COMMITTED_MODELS = ("reald2iff-2step",)
+# RealD²iff weights committed beside the default (params/reald2iff.pt), loadable by name (see the
+# README's RealD²iff section): reald2iff-full (the full-size model, 4 ancestral coarse steps: the
+# realism table's `full`), reald2iff-2step (its coarse stage distilled to 2 steps by `realdiff
+# distill`); the default is that distilled coarse stage with a cheaper fine stage.
+COMMITTED_MODELS = ("reald2iff-full", "reald2iff-2step")
 
 
 def from_json(text: str) -> NoiseModel:

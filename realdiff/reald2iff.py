@@ -50,7 +50,7 @@ r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to
 4. Sampling: DDIM over a cosine schedule (alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2), t in
    [0, 1]) with a chosen number of steps per stage and eta (0 = deterministic DDIM, 1 = ancestral);
    all noise derives from the caller's numpy Generator, one per frame (it seeds the frame's torch
-   generator), so a seed fixes the output whatever the batch. The model runs on any image size (padded to a multiple of 16) and
+   generator), so a seed fixes the output whatever the batch. The model runs on any image size (padded to a multiple of 32) and
    intrinsics: it treats each pixel as a sensor pixel, i.e. it makes a sensor of the training
    camera's per-pixel noise and hole statistics at the target camera's resolution.
 """
@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,12 @@ class NetConfig:
         self.widths = tuple(int(w) for w in self.widths)
         if not self.widths or any(w % self.groups for w in self.widths):
             raise ValueError(f"widths {self.widths} must be non-empty multiples of groups={self.groups}")
+        if self.unshuffle < 1 or self.unshuffle & (self.unshuffle - 1):
+            raise ValueError(f"unshuffle (pixels folded per side) must be a power of 2, got {self.unshuffle}")
+
+    def granularity(self) -> int:
+        """The network's input sides must be multiples of this: the fold, then a halving per level."""
+        return self.unshuffle * 2 ** (len(self.widths) - 1)
 
 
 def fold(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -388,6 +395,11 @@ class ModelConfig:
             self.fine = NetConfig(**self.fine)
         if self.coarse_steps < 1 or self.fine_steps < 1:
             raise ValueError("sampling steps must be >= 1")
+        for stage, net, size in (("coarse", self.coarse, PAD // COARSE), ("fine", self.fine, PAD)):
+            if net is not None and size % net.granularity():
+                raise ValueError(f"{stage} stage: folding {net.unshuffle}x{net.unshuffle} pixels with "
+                                 f"{len(net.widths)} levels needs images in multiples of {net.granularity()} "
+                                 f"pixels; this stage sees multiples of {size}")
         self.levels = tuple(float(v) for v in self.levels)
 
     def to_dict(self) -> dict:
@@ -504,7 +516,9 @@ class RealD2iffNoiser(NoiseModel):
                  fine_steps: int | None = None, bf16: bool = True, batch: int = 32,
                  threads: int | None = None):
         self.weights = str(weights) if weights else None
-        self.model, self.meta = load_model(self.weights or DEFAULT_WEIGHTS)
+        path = Path(self.weights or DEFAULT_WEIGHTS)
+        self.model, self.meta = load_model(path)
+        self._sha1 = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
         cfg = self.model.cfg
         self.coarse_steps, self.fine_steps = coarse_steps, fine_steps
         cfg.coarse_steps = int(coarse_steps or cfg.coarse_steps)
@@ -521,6 +535,11 @@ class RealD2iffNoiser(NoiseModel):
     def params(self) -> dict:
         return {"weights": self.weights, "coarse_steps": self.coarse_steps, "fine_steps": self.fine_steps,
                 "bf16": self.bf16, "batch": self.batch, "threads": self.threads}
+
+    def fingerprint(self) -> str:
+        """The weights file's SHA-1 (12 hex digits): other weights under the same name or path
+        are another model (noisify refuses to resume a run with them)."""
+        return self._sha1
 
     def _noisify(self, depth, K, rng):
         return self._noisify_frames(depth, K, [rng] * len(depth))

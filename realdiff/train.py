@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from realdiff import metrics
 from realdiff.evaluate import load_split
-from realdiff.reald2iff import (COARSE, PAD, ModelConfig, RealD2iff, alpha_sigma, coarse_condition,
+from realdiff.reald2iff import (COARSE, PAD, ModelConfig, NetConfig, RealD2iff, alpha_sigma, coarse_condition,
                                 coarse_target, dequantise, discrepancy_weight, encode_condition,
                                 encode_target, fgs_loss, fit_levels, load_model, q_sample, save_model,
                                 upsample, weighted_mse)
@@ -59,6 +59,9 @@ class TrainConfig:
             self.model = ModelConfig(**self.model)
         if self.patch % 16:
             raise ValueError(f"patch {self.patch} must be a multiple of 16")
+        if self.model.fine is not None and self.patch % self.model.fine.granularity():
+            raise ValueError(f"patch {self.patch} must be a multiple of the fine network's "
+                             f"{self.model.fine.granularity()} pixels")
         for k in ("coarse_iters", "fine_iters", "coarse_batch", "fine_batch", "val_every", "ckpt_every"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
@@ -87,11 +90,15 @@ PRESETS = {
 
 
 def make_config(preset: str = "cpu", **overrides) -> TrainConfig:
-    """A preset with overrides (model-level keys: no_coarse, no_fine, name, coarse_steps, ...)."""
+    """A preset with overrides (model-level keys: no_coarse, no_fine, name, coarse_steps,
+    fine_fold (the fine network's pixels folded per side), ...)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use {', '.join(PRESETS)}")
     base = json.loads(json.dumps(PRESETS[preset]))
     model = ModelConfig(**base.pop("model", {}))
+    fold = overrides.pop("fine_fold", None)
+    if fold is not None and model.fine is not None:
+        model.fine = NetConfig(**{**dataclasses.asdict(model.fine), "unshuffle": int(fold)})
     for k in ("coarse_steps", "fine_steps", "eta", "name"):
         if overrides.get(k) is not None:
             setattr(model, k, overrides.pop(k))
@@ -273,10 +280,27 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
 
 def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_from: str | None = None,
           progress: bool = True) -> dict:
-    """Train both stages (except one copied from another model file with coarse_from / fine_from:
-    the fine stage is trained on the real coarse residual, so the stages are independent) and write
-    the model, EMA weights, to `out`."""
+    """Train both stages (except one copied from another model file with coarse_from / fine_from,
+    with its sampling steps, and for the coarse stage its eta: the fine stage is trained on the real
+    coarse residual, so the stages are independent) and write the model, EMA weights, to `out`."""
     out = Path(out)
+    sources = {}  # a copied stage comes with its sampler: a distilled coarse stage keeps its steps and eta
+    for stage, src_path in (("coarse", coarse_from), ("fine", fine_from)):
+        if not src_path:
+            continue
+        if getattr(cfg.model, stage) is None:
+            raise ValueError(f"--{stage}-from needs a model with a {stage} stage")
+        src, _ = load_model(src_path)
+        if getattr(src.cfg, stage) != getattr(cfg.model, stage):
+            raise ValueError(f"{src_path}: its {stage} stage does not match this config's")
+        if stage == "fine" and (src.coarse is None) != (cfg.model.coarse is None):
+            raise ValueError(f"{src_path}: its fine stage was trained {'without' if src.coarse is None else 'with'} "
+                             "a coarse stage")
+        if stage == "coarse":
+            cfg.model.coarse_steps, cfg.model.eta = src.cfg.coarse_steps, src.cfg.eta
+        else:
+            cfg.model.fine_steps = src.cfg.fine_steps
+        sources[stage] = (src, str(src_path))
     work = Path(str(out) + ".train")
     work.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -296,20 +320,10 @@ def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_fro
     ema_model = RealD2iff(cfg.model)
     ema_model.load_state_dict(model.state_dict())
     copied = {}
-    for stage, src_path in (("coarse", coarse_from), ("fine", fine_from)):
-        if not src_path:
-            continue
-        if getattr(cfg.model, stage) is None:
-            raise ValueError(f"--{stage}-from needs a model with a {stage} stage")
-        src, _ = load_model(src_path)
-        if getattr(src.cfg, stage) != getattr(cfg.model, stage):
-            raise ValueError(f"{src_path}: its {stage} stage does not match this config's")
-        if stage == "fine" and (src.coarse is None) != (cfg.model.coarse is None):
-            raise ValueError(f"{src_path}: its fine stage was trained {'without' if src.coarse is None else 'with'} "
-                             "a coarse stage")
+    for stage, (src, src_path) in sources.items():
         getattr(model, stage).load_state_dict(getattr(src, stage).state_dict())
         getattr(ema_model, stage).load_state_dict(getattr(src, stage).state_dict())
-        copied[stage] = str(src_path)
+        copied[stage] = src_path
     logf = open(work / "log.jsonl", "a")
 
     def log(rec):

@@ -69,13 +69,20 @@ def test_distill_command_resumes_and_refuses_bad_steps(teacher, tmp_path):
                                        "--steps", "3", "--quiet"), "must divide")
 
 
-def test_the_committed_distilled_model_loads_by_name():
-    n = load_noiser("reald2iff-2step")
-    default = load_noiser("reald2iff")
-    assert n.name == "reald2iff-2step" and n.model.cfg.coarse_steps == 2 and n.model.cfg.eta == 0.0
-    assert default.model.cfg.coarse_steps == 4  # the default keeps its 4-step coarse stage
-    for a, b in zip(n.model.fine.state_dict().values(), default.model.fine.state_dict().values()):
-        assert torch.equal(a, b)  # distilled from the default: the same fine stage
+def test_the_committed_models_load_by_name():
+    """reald2iff-full (4 ancestral coarse steps), reald2iff-2step (its coarse stage distilled, its
+    fine stage) and the default (that distilled coarse stage and sampler, a fine stage folding 8x8)."""
+    full, n, default = (load_noiser(k) for k in ("reald2iff-full", "reald2iff-2step", "reald2iff"))
+    assert (full.name, n.name, default.name) == ("reald2iff-full", "reald2iff-2step", "reald2iff")
+    assert full.model.cfg.coarse_steps == 4 and full.model.cfg.eta == 1.0
+    assert n.model.cfg.coarse_steps == 2 and n.model.cfg.eta == 0.0
+    for a, b in zip(n.model.fine.state_dict().values(), full.model.fine.state_dict().values()):
+        assert torch.equal(a, b)  # distilled from the full model: the same fine stage
+    assert (default.model.cfg.coarse_steps, default.model.cfg.eta) == (2, 0.0)
+    for a, b in zip(default.model.coarse.state_dict().values(), n.model.coarse.state_dict().values()):
+        assert torch.equal(a, b)  # the default samples the distilled coarse stage
+    assert default.model.cfg.fine.unshuffle == 8 and full.model.cfg.fine.unshuffle == 4
+    assert len({full.fingerprint(), n.fingerprint(), default.fingerprint()}) == 3
     depth = np.full((1, 64, 64), 1.0, np.float32)
     rng = lambda: [np.random.default_rng(3)]  # noqa: E731
     np.testing.assert_array_equal(n.noisify_frames(depth, np.eye(3), rng()), n.noisify_frames(depth, np.eye(3), rng()))

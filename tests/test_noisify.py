@@ -183,3 +183,25 @@ def test_default_noiser_is_reald2iff_and_independent_of_workers(store, tmp_path)
     holes = np.mean(~(out[clean > 0] > 0))
     diff = np.abs(out[valid].astype(float) - clean[valid])
     assert 0.005 < holes < 0.3 and 0.5 < np.median(diff) < 20  # some holes; mm-scale noise
+
+
+def test_other_weights_at_the_same_path_are_other_settings(store, tmp_path):
+    """A model file replaced between runs (retrained in place) is another model: the output made
+    with the first is not resumed or skipped with the second (the weights' SHA-1 is recorded)."""
+    import torch
+
+    from realdiff.reald2iff import RealD2iff, save_model
+    from realdiff.train import make_config
+
+    path, weights = tmp_path / "s.zarr", tmp_path / "m.pt"
+    shutil.copytree(store, path)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_model(RealD2iff(make_config("tiny").model), weights)
+        if seed == 0:
+            noisify_store(path, noiser=str(weights), workers=1, progress=False)
+            meta = zarr.open_group(path)["data/front_depth_noisy"].attrs["noisify"]
+            assert len(meta["config"]["fingerprint"]) == 12
+    before = tree_digest(path)
+    assert_one_line_error(run_realdiff("noisify", path, "--noiser", weights, "--quiet"), "other settings")
+    assert tree_digest(path) == before

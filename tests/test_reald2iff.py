@@ -313,6 +313,25 @@ def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
     assert_one_line_error(r, "trained with a coarse stage")
 
 
+def test_a_copied_coarse_stage_keeps_its_sampler_and_the_fine_fold_is_set(pairs, tiny_model, tmp_path):
+    """A distilled coarse stage (1 deterministic step here) is copied with its steps and eta; the
+    fine stage retrained beside it folds 4x4 pixels (--fine-fold) instead of the preset's 2x2."""
+    src, _ = load_model(tiny_model)
+    src.cfg.coarse_steps, src.cfg.eta = 1, 0.0
+    save_model(src, tmp_path / "distilled.pt")
+    r = run_realdiff("train", pairs, "--out", tmp_path / "m.pt", "--preset", "tiny", "--fine-fold", "4",
+                     "--coarse-from", tmp_path / "distilled.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    m, _ = load_model(tmp_path / "m.pt")
+    assert (m.cfg.coarse_steps, m.cfg.eta, m.cfg.fine_steps) == (1, 0.0, 2)  # fine steps: the preset's
+    assert m.cfg.fine.unshuffle == 4 and src.cfg.fine.unshuffle == 2
+    assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
+    clean = _clean(H=64, W=64)
+    assert m.generate(clean, [np.random.default_rng(0)] * 2).shape == clean.shape
+    assert_one_line_error(run_realdiff("train", pairs, "--out", tmp_path / "x.pt", "--preset", "tiny",
+                                       "--fine-fold", "3"), "power of 2")
+
+
 def test_presets_build_and_bad_configs_are_refused():
     for preset in ("cpu", "gpu", "tiny"):
         cfg = make_config(preset)
@@ -326,3 +345,8 @@ def test_presets_build_and_bad_configs_are_refused():
         make_config("cpu", patch=100)
     with pytest.raises(ValueError, match="coarse or a fine"):
         make_config("cpu", no_coarse=True, no_fine=True)
+    assert make_config("cpu", fine_fold=8).model.fine.unshuffle == 8
+    with pytest.raises(ValueError, match="multiples of 64 pixels"):  # 32 folded, then halved once
+        make_config("cpu", fine_fold=32)
+    with pytest.raises(ValueError, match="multiple of the fine network's 32"):
+        make_config("cpu", fine_fold=16, patch=48)
