@@ -8,7 +8,7 @@ Trains what is missing under --models (each a `realdiff train` command, printed 
   coarse-only  full's coarse stage alone (nothing to train)
   distilled    full's coarse stage distilled to 2 steps (`realdiff distill`; committed as reald2iff-2step)
   shipped      distilled's coarse stage with a fine stage folding 8x8 pixels, retrained with DGO
-               (the committed default, reald2iff: about half the sampling cost of full's)
+               (the committed default, reald2iff: 40 % less sampling time than full)
 (the fine stage trains on the real coarse residual, so the stages are independent and a stage can be
 copied), then runs `realdiff eval` on the baselines and every variant, two-sample test included,
 once per seed in --seeds (each seed draws other sensor noise and another two-sample split), and
