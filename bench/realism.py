@@ -17,8 +17,8 @@ one more row: the full model sampled with 8 coarse + 4 fine steps instead of the
 The table of the means over the seeds (with their standard deviation) goes to --out/metrics.md:
 several metrics move by more than the ablations' differences from one noise draw to the next, so
 one seed is not enough to say what a loss term does. Then `grid.png`: clean / real / generated
-validation examples of the shipped model. CPU: about 5 to 15 minutes of training per variant on 2 cores (`--preset gpu`
-for a GPU), then about 5 minutes of evaluation per seed.
+validation examples of the shipped model. CPU: about 5 to 15 minutes of training per variant on 2
+cores (`--preset gpu` for a GPU), then about 5 minutes of evaluation per seed.
 
     python bench/realism.py [--pairs out/kinect_pairs.zarr] [--models out/models] [--out out/eval_reald2iff]
                             [--seeds 0,1,2]

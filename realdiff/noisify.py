@@ -138,8 +138,9 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
     for c in cams:
         _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
     base_config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
-    if model.fingerprint():  # e.g. RealD²iff's weights: other weights under the same name are another model
-        base_config["fingerprint"] = model.fingerprint()
+    fingerprint = model.fingerprint()  # e.g. RealD²iff's weights: other weights under one name are another model
+    if fingerprint:
+        base_config["fingerprint"] = fingerprint
     n = store.n_frames
     lock = lock_store(store.path)
     try:

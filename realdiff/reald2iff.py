@@ -50,9 +50,10 @@ r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to
 4. Sampling: DDIM over a cosine schedule (alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2), t in
    [0, 1]) with a chosen number of steps per stage and eta (0 = deterministic DDIM, 1 = ancestral);
    all noise derives from the caller's numpy Generator, one per frame (it seeds the frame's torch
-   generator), so a seed fixes the output whatever the batch. The model runs on any image size (padded to a multiple of 32) and
-   intrinsics: it treats each pixel as a sensor pixel, i.e. it makes a sensor of the training
-   camera's per-pixel noise and hole statistics at the target camera's resolution.
+   generator), so a seed fixes the output whatever the batch. The model runs on any image size
+   (padded to a multiple of 32) and intrinsics: it treats each pixel as a sensor pixel, i.e. it
+   makes a sensor of the training camera's per-pixel noise and hole statistics at the target
+   camera's resolution.
 """
 from __future__ import annotations
 
@@ -516,9 +517,8 @@ class RealD2iffNoiser(NoiseModel):
                  fine_steps: int | None = None, bf16: bool = True, batch: int = 32,
                  threads: int | None = None):
         self.weights = str(weights) if weights else None
-        path = Path(self.weights or DEFAULT_WEIGHTS)
-        self.model, self.meta = load_model(path)
-        self._sha1 = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+        self.model, self.meta = load_model(self.weights or DEFAULT_WEIGHTS)
+        self._sha1 = None  # fingerprint(), when asked
         cfg = self.model.cfg
         self.coarse_steps, self.fine_steps = coarse_steps, fine_steps
         cfg.coarse_steps = int(coarse_steps or cfg.coarse_steps)
@@ -538,7 +538,10 @@ class RealD2iffNoiser(NoiseModel):
 
     def fingerprint(self) -> str:
         """The weights file's SHA-1 (12 hex digits): other weights under the same name or path
-        are another model (noisify refuses to resume a run with them)."""
+        are another model (noisify refuses to resume a run with them). Read when first asked, so
+        noisify's workers, which never ask, do not read the file twice."""
+        if self._sha1 is None:
+            self._sha1 = hashlib.sha1(Path(self.weights or DEFAULT_WEIGHTS).read_bytes()).hexdigest()[:12]
         return self._sha1
 
     def _noisify(self, depth, K, rng):
