@@ -19,6 +19,7 @@ On a GPU one would use batch 256, 20000+ steps and the wider U-Net of Chi et al.
 
     python bench/sim2real.py [--tasks pick] [--demos 200] [--steps 8000] [--eval-episodes 50] [--out out/sim2real]
                              [--cameras front,wrist] [--depths clean,reald2iff] [--range-scale wrist=0.1]
+                             [--copies 1]
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from policies.sensors import make_sensor, sensor_model
 from realdiff.noise_models import parse_range_scale
 from realdiff.noisify import is_noisified
 from simgen.store import Store
@@ -60,8 +62,13 @@ def main() -> None:
     ap.add_argument("--range-scale", default="wrist=0.1",
                     help="cameras whose sensor (for noisifying and at evaluation) is built S times "
                     "smaller, CAM=S,... (default wrist=0.1: a short-range wrist camera; '' for none)")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="noisified copies of each training depth (seeds 0..N-1); each training "
+                    "sequence reads one at random (runs in runs/TASK_DEPTH_xN; default 1)")
     ap.add_argument("--out", default="out/sim2real")
     a = ap.parse_args()
+    if a.copies < 1:
+        ap.error("--copies must be at least 1")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     noisers = [n for n in a.noisers.split(",") if n]
@@ -80,12 +87,16 @@ def main() -> None:
         store = out / f"{task}.zarr"
         run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
         for n in [d for d in depths if d != "clean"]:  # only the training depths need a noisified copy
-            if not all(noisified_as(store, f"{c}_depth_{key(n)}", scale.get(c)) for c in cams):
-                run(["realdiff", "noisify", store, "--noiser", n, "--out-key", key(n), "--cameras", a.cameras,
-                     *scale_args, "--overwrite", "--quiet"])
+            for seed in range(a.copies):
+                if not all(noisified_as(store, f"{c}_depth_{copy_key(n, seed)}", n, scale.get(c), seed)
+                           for c in cams):
+                    run(["realdiff", "noisify", store, "--noiser", n, "--out-key", copy_key(n, seed),
+                         "--seed", seed, "--cameras", a.cameras, *scale_args, "--overwrite", "--quiet"])
         for d in depths:
-            rkey = f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{key(d)}"
-            rdir = out / "runs" / f"{task}_{d}"
+            copies = 1 if d == "clean" else a.copies
+            rkey = ",".join(f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{copy_key(d, seed)}"
+                            for seed in range(copies))
+            rdir = out / "runs" / (f"{task}_{d}" if copies == 1 else f"{task}_{d}_x{copies}")
             if not (rdir / "policy.pt").exists():
                 run(["policies", "train", store, "--task", task, "--depth-key", rkey, "--cameras", a.cameras,
                      "--out", rdir, "--steps", a.steps, "--quiet"])
@@ -93,7 +104,8 @@ def main() -> None:
                 edir = rdir / "eval" / s.replace("noiser:", "")
                 res = edir / "results.json"
                 done = json.loads(res.read_text()) if res.exists() else {}
-                if (done.get("episodes"), done.get("range_scale")) != (a.eval_episodes, scale):
+                if ((done.get("episodes"), done.get("range_scale"), done.get("sensor_model"))
+                        != (a.eval_episodes, scale, sensor_model(make_sensor(s)))):
                     run(["policies", "eval", rdir, "--task", task, "--episodes", a.eval_episodes,
                          "--sensor", s, *scale_args, "--out", edir, "--quiet"])
                 r = json.loads(res.read_text())
@@ -101,12 +113,19 @@ def main() -> None:
     write_matrix(matrix, depths, sensors, out)
 
 
-def noisified_as(store: Path, key: str, range_scale: float | None) -> bool:
-    """Whether data/<key> is complete and was made with this range scale (None: unscaled)."""
+def copy_key(noiser: str, seed: int) -> str:
+    """The --out-key of a training depth's copy noisified with `seed` (reald2iff, reald2iff_s1, ...)."""
+    return key(noiser) if seed == 0 else f"{key(noiser)}_s{seed}"
+
+
+def noisified_as(store: Path, key: str, noiser: str, range_scale: float | None, seed: int = 0) -> bool:
+    """Whether data/<key> is complete and was made by this noiser as it is now (version, parameters,
+    weights) with this range scale (None: unscaled) and seed."""
     if not is_noisified(store, key):
         return False
-    config = Store(store).array(key).attrs["noisify"]["config"]
-    return config.get("range_scale", 1.0) == (range_scale or 1.0)
+    config = dict(Store(store).array(key).attrs["noisify"]["config"])
+    made = (config.pop("range_scale", 1.0), config.pop("seed", 0))
+    return made == (range_scale or 1.0, seed) and config == make_sensor(f"noiser:{noiser}").describe()
 
 
 def write_matrix(matrix: dict, depths: list, sensors: list, out: Path) -> None:

@@ -52,7 +52,8 @@ def main(argv=None) -> None:
     t.add_argument("--task", required=True, help="the store's task (checked)")
     t.add_argument("--depth-key", required=True,
                    help="depth array of the first camera, e.g. front_depth or front_depth_noisy; other "
-                        "cameras use the same variant")
+                        "cameras use the same variant. Several, comma-separated (copies noisified with "
+                        "other seeds): each training sequence reads one of them at random")
     t.add_argument("--cameras", default=None, help="comma-separated cameras (default: the depth key's)")
     t.add_argument("--out", required=True, help="run folder (re-running resumes it)")
     t.add_argument("--steps", type=int, default=d.steps, help=f"gradient steps (default {d.steps})")

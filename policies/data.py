@@ -151,7 +151,11 @@ def depth_keys(store: Store, names: list[str], depth_key: str, cameras: list[str
 
 class PolicyData:
     """Training sequences of a simgen store. Low-dimensional arrays are read once (a few bytes a
-    step); depth frames come through a FrameCache per camera (cache_mb in all)."""
+    step); depth frames come through a FrameCache per camera and copy (cache_mb in all).
+
+    `depth_key` may name several copies of the depth, comma-separated (front_depth_reald2iff,
+    front_depth_reald2iff_s1: the same frames noisified with other seeds): each sampled sequence
+    then reads one copy, drawn at random, for all its cameras and steps."""
 
     def __init__(self, path, depth_key: str, cameras: list[str] | None, obs_horizon: int,
                  pred_horizon: int, cache_mb: int = 4096, max_episodes: int | None = None):
@@ -159,7 +163,11 @@ class PolicyData:
         if self.store.n_episodes == 0:
             raise StoreError(f"{path}: the store has no episodes")
         names = self.store.keys()  # one listing of the store's arrays
-        self.keys = depth_keys(self.store, names, depth_key, cameras)
+        variants = [k.strip() for k in depth_key.split(",") if k.strip()]
+        self.copies = [depth_keys(self.store, names, k, cameras) for k in variants or [depth_key]]
+        if any(list(c) != list(self.copies[0]) for c in self.copies):
+            raise StoreError(f"{path}: --depth-key {depth_key!r} names copies of different cameras")
+        self.keys = self.copies[0]  # camera -> key of the first copy
         missing = [k for k in ("action",) + PROPRIO_KEYS if k not in names]
         if missing:
             raise StoreError(f"{path}: missing arrays {', '.join(missing)} (not a demonstration store?)")
@@ -173,9 +181,12 @@ class PolicyData:
         # every step is the current observation (index obs_horizon - 1) of exactly one window
         self.windows = window_indices(ends, pred_horizon, obs_horizon - 1, pred_horizon - obs_horizon)
         self.obs_horizon = obs_horizon
-        per = cache_mb * (1 << 20) // len(self.keys)
-        self.frames = {c: FrameCache(self.store.array(k), per) for c, k in self.keys.items()}
-        need = sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize * n for a in (f.array for f in self.frames.values()))
+        per = cache_mb * (1 << 20) // (len(self.keys) * len(self.copies))
+        self.copy_frames = [{c: FrameCache(self.store.array(k), per) for c, k in keys.items()}
+                            for keys in self.copies]
+        self.frames = self.copy_frames[0]
+        need = sum(int(np.prod(f.array.shape[1:])) * f.array.dtype.itemsize * n
+                   for frames in self.copy_frames for f in frames.values())
         if need > cache_mb * (1 << 20):
             # sampling is uniform over the store, so a cache holding a fraction f of it misses 1 - f of
             # the blocks a batch touches, each a whole shard read again: many times slower
@@ -204,9 +215,14 @@ class PolicyData:
         action (B, T, Da), normalised; a random crop per sample with rng, the centre without."""
         w = self.windows[idx]
         obs_rows = w[:, :self.obs_horizon]
+        which = rng.integers(0, len(self.copies), len(idx)) if len(self.copies) > 1 and rng is not None \
+            else np.zeros(len(idx), int)  # the copy each sample reads
         depth = {}
-        for c, cache in self.frames.items():
-            d = depth_from_stored(cache.get(obs_rows))  # (B, To, H, W)
+        for c in self.keys:
+            stored = np.empty(obs_rows.shape + self.frames[c].array.shape[1:], self.frames[c].array.dtype)
+            for j in np.unique(which):
+                stored[which == j] = self.copy_frames[j][c].get(obs_rows[which == j])
+            d = depth_from_stored(stored)  # (B, To, H, W)
             depth[c] = torch.from_numpy(crop(self.normalizer.depth(c, d), crop_size, rng))
         return {"depth": depth,
                 "proprio": torch.from_numpy(self.normalizer.proprio(self.proprio[obs_rows])),

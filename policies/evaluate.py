@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from policies.data import Normalizer, crop, proprio_from
 from policies.model import DiffusionPolicy, PolicyConfig, seeded_noise
-from policies.sensors import make_sensor, sensor_label
+from policies.sensors import make_sensor, sensor_label, sensor_model
 from policies.train import RUN_VERSION
 from realdiff.noise_models import per_camera
 from simgen.cameras import get_cameras
@@ -193,7 +193,8 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
         raise ValueError("--episodes must be at least 1")
     if max_steps is not None and max_steps < 1:
         raise ValueError("--max-steps must be at least 1")
-    per_camera(make_sensor(sensor), bundle["config"]["policy"]["cameras"], range_scale)  # a bad one fails here
+    model = make_sensor(sensor)  # a bad one fails here
+    per_camera(model, bundle["config"]["policy"]["cameras"], range_scale)
     out = Path(out) if out else Path(run) / "eval" / f"{task.replace(':', '_')}_{sensor_label(sensor)}"
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, episodes))
@@ -226,6 +227,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     n_ok = sum(r["success"] for r in results)
     lo, hi = wilson_interval(n_ok, episodes)
     summary = {"run": str(run), "task": task, "sensor": sensor, "range_scale": range_scale or {},
+               "sensor_model": sensor_model(model),
                "episodes": episodes, "seed": seed,
                "successes": n_ok, "success_rate": n_ok / episodes, "ci95": [lo, hi],
                "episodes_detail": [{k: r[k] for k in ("seed", "success", "steps", "final_eef_pos")} for r in results]}

@@ -43,3 +43,9 @@ def sensor_label(spec: str) -> str:
     """A file-name-safe label for a sensor spec (noiser:structured-light -> structured-light)."""
     s = spec.split(":", 1)[1] if spec.startswith("noiser:") else spec
     return re.sub(r"[^\w.-]+", "_", os.path.basename(s.rstrip("/")))
+
+
+def sensor_model(sensor: NoiseModel | None) -> dict | None:
+    """What the sensor's output depends on (NoiseModel.describe(); None for clean), recorded with
+    evaluation results so that results under another version or other weights are not reused."""
+    return None if sensor is None else sensor.describe()

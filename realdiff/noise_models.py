@@ -72,8 +72,15 @@ The models
 
 Pixel-sized parameters: the lateral noise of both Kinect models (``lateral_px``, ``shift_px``) is
 given in pixels of the 585 px Kinect image and scaled by fx / sensor_fx, so it is the same in metres
-at any resolution. The dot pattern, its window and ``max_disparity_range_px`` act on the image's own
-pixels: faithful at 640x480, fx = 585, and a caricature at much coarser resolutions.
+at any resolution. The structured-light model runs on the sensor's own pixel grid: an image whose
+focal length is not ``sensor_fx`` (a 128x128 simgen camera has fx = 155) is resampled onto the
+grid the sensor would have over the same field of view (focal length sensor_fx; inverse depth
+interpolated within surfaces, the nearest pixel across depth steps and holes), simulated there, and
+each image pixel reads the sensor pixel at its centre, as a real sensor's image resized to the
+camera's would. Its dot pattern, window and disparity-range test are
+therefore the same size in degrees at every resolution. (Version 1 applied them to the image's own
+pixels: faithful at 640x480, fx = 585, and a caricature at 128x128, where its 9-pixel window spans
+what 36 sensor pixels see and it blanked 20 % of simgen's front camera.)
 """
 from __future__ import annotations
 
@@ -200,6 +207,15 @@ class NoiseModel(ABC):
         """A digest of what params() does not hold but the output depends on (a weights file), or
         None; noisify records it beside the parameters."""
         return None
+
+    def describe(self) -> dict:
+        """What determines the model's output, as JSON: name, version, params and (if any)
+        fingerprint. Outputs recorded under one description may be compared or resumed."""
+        out = {"noiser": self.name, "version": self.version, "params": self.params()}
+        fingerprint = self.fingerprint()  # e.g. RealD²iff's weights: other weights under one name
+        if fingerprint:
+            out["fingerprint"] = fingerprint
+        return out
 
     def noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clean depth (B, H, W) float32 m -> noisy depth, same shape, float32, 0 = no reading."""
@@ -334,15 +350,19 @@ def incidence_angle(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return _incidence_angle(validate_depth(depth), validate_K(K))
 
 
-def _jitter_nearest(arrays: list, sigma_v, sigma_u, rng: np.random.Generator) -> list:
+def _jitter_nearest(arrays: list, sigma_v, sigma_u, rng: np.random.Generator, rows=None, cols=None) -> list:
     """Each output pixel reads the arrays (B, H, W) at its position + N(0, sigma^2) per axis, rounded to
     the nearest pixel (clamped to the image), so no values are blended across edges. The same shift is
-    used for every array. sigma may be a scalar or a (B, H, W) array, in pixels."""
+    used for every array. sigma may be a scalar or an array of the output's shape, in pixels. The
+    output pixels are the arrays' own, or the positions rows (H', 1) x cols (1, W') in them."""
     B, H, W = arrays[0].shape
-    dv = rng.standard_normal((B, H, W), dtype=np.float32) * sigma_v
-    du = rng.standard_normal((B, H, W), dtype=np.float32) * sigma_u
-    rows = np.clip(np.rint(np.arange(H, dtype=np.float32)[:, None] + dv), 0, H - 1).astype(np.intp)
-    cols = np.clip(np.rint(np.arange(W, dtype=np.float32)[None, :] + du), 0, W - 1).astype(np.intp)
+    rows = np.arange(H)[:, None] if rows is None else rows
+    cols = np.arange(W)[None, :] if cols is None else cols
+    shape = (B, rows.shape[0], cols.shape[1])
+    dv = rng.standard_normal(shape, dtype=np.float32) * sigma_v
+    du = rng.standard_normal(shape, dtype=np.float32) * sigma_u
+    rows = np.clip(np.rint(rows.astype(np.float32) + dv), 0, H - 1).astype(np.intp)
+    cols = np.clip(np.rint(cols.astype(np.float32) + du), 0, W - 1).astype(np.intp)
     frames = np.arange(B)[:, None, None]
     return [a[frames, rows, cols] for a in arrays]
 
@@ -485,6 +505,31 @@ class AxialLateral(NoiseModel):
         return cls(axial_scale=scale, p_drop=p_drop)
 
 
+def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    """For each of n_out pixels spread over the extent of n_in pixels, the index of the input pixel
+    holding its centre: floor((i + 0.5) n_in / n_out)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.intp), n_in - 1)
+
+
+def _interpolation_taps(n_out: int, n_in: int):
+    """Linear interpolation onto n_out pixels over the extent of n_in: the two input indices and the
+    weight of the second, for each output pixel centre."""
+    x = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(x).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), (x - i0).astype(np.float32)
+
+
+def _resampled_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K of the same view on a grid sx times finer in u and sy in v (pixel centres at integers)."""
+    Ks = K.copy()
+    Ks[0, 0], Ks[0, 2] = K[0, 0] * sx, (K[0, 2] + 0.5) * sx - 0.5
+    Ks[1, 1], Ks[1, 2] = K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5
+    return Ks
+
+
+_SENSOR_CHUNK_PIXELS = 1 << 22  # sensor-grid pixels simulated at once (bounds memory)
+
+
 @functools.lru_cache(maxsize=8)
 def _dot_pattern(seed: int, density: float, H: int, W: int) -> np.ndarray:
     pattern = np.random.default_rng(seed).random((H, 2 * W)) < density
@@ -496,16 +541,17 @@ def _dot_pattern(seed: int, density: float, H: int, W: int) -> np.ndarray:
 class StructuredLight(NoiseModel):
     """A Kinect-style structured-light sensor: projector shadows, dot-pattern and discontinuity
     invalidation, lateral shifts, sub-pixel disparity noise and 1/8 px disparity quantisation (module
-    docstring). The projector is at +x (baseline_m to the camera's right).
+    docstring). The projector is at +x (baseline_m to the camera's right). It is simulated on the
+    sensor's own pixel grid (focal length sensor_fx, the image's field of view) and read back at the
+    image's pixels, so its output is the same in degrees at any resolution.
 
     baseline_m: projector-camera baseline (m); sensor_fx: the emulated sensor's focal length (px), in
-    whose pixels disparity noise and quantisation are applied; sigma_disparity_px: disparity noise
-    std (sensor px); shift_px: std of the lateral shift of the sampling position (sensor px);
-    subpixel_steps: disparity quantisation steps per pixel; dot_density: fraction of projector pixels
-    that are dots; window_px: matching window side (image px, odd); min_dots: fewest visible dots in
-    a window for a reading; max_disparity_range_px: largest disparity range (image px) in a window for
-    a reading; pattern_seed: seed of the fixed dot pattern; p_drop: extra per-pixel random dropout
-    (fitted); min_depth_m, max_depth_m: measurable range.
+    whose pixels everything below is given; sigma_disparity_px: disparity noise std; shift_px: std of
+    the lateral shift of the sampling position; subpixel_steps: disparity quantisation steps per
+    pixel; dot_density: fraction of projector pixels that are dots; window_px: matching window side
+    (odd); min_dots: fewest visible dots in a window for a reading; max_disparity_range_px: largest
+    disparity range in a window for a reading; pattern_seed: seed of the fixed dot pattern; p_drop:
+    extra per-pixel random dropout (fitted); min_depth_m, max_depth_m: measurable range.
     """
 
     baseline_m: float = KINECT_BASELINE_M
@@ -522,7 +568,7 @@ class StructuredLight(NoiseModel):
     min_depth_m: float = 0.4
     max_depth_m: float = 8.0
     name = "structured-light"
-    version = "1"
+    version = "2"
 
     def __post_init__(self):
         super().__post_init__()
@@ -568,27 +614,84 @@ class StructuredLight(NoiseModel):
         discontinuity = valid & (hi - lo > self.max_disparity_range_px)
         return {"shadow": shadow, "few_dots": few_dots, "discontinuity": discontinuity}
 
-    def masks(self, depth: np.ndarray, K: np.ndarray) -> dict:
-        """The geometric invalidation masks of clean depth (no randomness), bool (B, H, W) each:
-        "shadow" (no projector light), "few_dots" (fewer than min_dots dots in the window),
-        "discontinuity" (disparity range in the window above max_disparity_range_px)."""
-        validate_depth(depth)
-        return self._masks(self._disparity(depth, validate_K(K)[0, 0]))
+    def _sensor_grid(self, shape: tuple, K: np.ndarray):
+        """The sensor's grid over an image of shape (H, W) with intrinsics K: its (Hs, Ws), its K,
+        and the sensor pixel each image pixel reads, rows (H, 1) and cols (1, W). The image's own
+        grid where its focal length already is sensor_fx (to 0.1 %)."""
+        H, W = shape
+        sx, sy = self.sensor_fx / K[0, 0], self.sensor_fx / K[1, 1]
+        Hs, Ws = max(1, round(H * sy)), max(1, round(W * sx))
+        if abs(sx - 1) < 1e-3 and abs(sy - 1) < 1e-3:
+            Hs, Ws = H, W
+        return ((Hs, Ws), _resampled_K(K, Ws / W, Hs / H), _nearest_index(H, Hs)[:, None],
+                _nearest_index(W, Ws)[None, :])
 
-    def _noisify(self, depth, K, rng):
+    def _to_sensor(self, depth: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
+        """Depth (B, H, W) resampled onto an Hs x Ws grid over the same field of view. Onto a finer
+        grid, inverse depth is interpolated bilinearly (exact on planes) among four valid
+        neighbours whose disparity differs by at most max_disparity_range_px sensor pixels; across
+        larger steps and next to pixels with no reading, the nearest pixel is read, so no depth is
+        invented between surfaces. Onto a coarser grid, the nearest pixel is read."""
+        B, H, W = depth.shape
+        if (Hs, Ws) == (H, W):
+            return depth
+        nearest = depth[:, _nearest_index(Hs, H)[:, None], _nearest_index(Ws, W)[None, :]]
+        if Hs < H or Ws < W:
+            return nearest
+        (r0, r1, wy), (c0, c1, wx) = _interpolation_taps(Hs, H), _interpolation_taps(Ws, W)
+        inv = np.where(depth > 0, 1 / np.where(depth > 0, depth, 1), 0).astype(np.float32)
+        top, bottom = inv[:, r0], inv[:, r1]
+        corners = [top[:, :, c0], top[:, :, c1], bottom[:, :, c0], bottom[:, :, c1]]
+        lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+        wx, wy = wx[None, None, :], wy[None, :, None]
+        lerp = ((1 - wy) * ((1 - wx) * corners[0] + wx * corners[1])
+                + wy * ((1 - wx) * corners[2] + wx * corners[3]))
+        smooth = (lo > 0) & ((hi - lo) * np.float32(self.baseline_m * self.sensor_fx)
+                             <= self.max_disparity_range_px)
+        return np.where(smooth, 1 / np.where(smooth, lerp, 1), nearest).astype(np.float32)
+
+    def _simulate(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator | None):
+        """The masks and (given rng) the reading at the image's pixels, (B, H, W) each, simulated on
+        the sensor's grid (in chunks of frames, to bound memory, when that grid is not the image's).
+        Only the pixels read are measured: each draws its noise as it would on the full grid."""
+        (Hs, Ws), Ks, rows, cols = self._sensor_grid(depth.shape[1:], K)
+        native = (Hs, Ws) == depth.shape[1:]
+        step = len(depth) if native else max(1, _SENSOR_CHUNK_PIXELS // (Hs * Ws))
+        masks, readings = [], []
+        for i in range(0, len(depth), step):
+            d = self._disparity(self._to_sensor(depth[i:i + step], Hs, Ws), Ks[0, 0])
+            m = self._masks(d)
+            masks.append({k: v[:, rows, cols] for k, v in m.items()})
+            if rng is not None:
+                readings.append(self._measure(d, m, Ks, rows, cols, rng))
+        masks = {k: np.concatenate([m[k] for m in masks]) for k in masks[0]}
+        return masks, (np.concatenate(readings) if rng is not None else None)
+
+    def _measure(self, d, m, K, rows, cols, rng):
+        """Depth read at the sensor pixels rows x cols, from the sensor-grid disparity d and masks
+        m: lateral shift, disparity noise, quantisation, dropout and range (module docstring)."""
         fx, fy = K[0, 0], K[1, 1]
-        d = self._disparity(depth, fx)
-        m = self._masks(d)
-        shift = self.shift_px / self.sensor_fx  # sensor pixels -> image pixels: * fx or * fy
-        (d_read,) = _jitter_nearest([d], shift * fy, shift * fx, rng)
+        shift = self.shift_px / self.sensor_fx  # sensor pixels -> this grid's pixels: * fx or * fy
+        (d_read,) = _jitter_nearest([d], shift * fy, shift * fx, rng, rows, cols)
         D = d_read * np.float32(self.sensor_fx / fx)  # in the sensor's disparity pixels
         D = D + np.float32(self.sigma_disparity_px) * rng.standard_normal(D.shape, dtype=np.float32)
         D = np.round(D * self.subpixel_steps) / np.float32(self.subpixel_steps)
         dropped = rng.random(D.shape, dtype=np.float32) < self.p_drop
         z = np.float32(self.baseline_m * self.sensor_fx) / np.where(D > 0, D, 1)
-        keep = ((d > 0) & (d_read > 0) & (D > 0) & ~dropped & (z >= self.min_depth_m)
-                & (z <= self.max_depth_m) & ~m["shadow"] & ~m["few_dots"] & ~m["discontinuity"])
+        invalid = (m["shadow"] | m["few_dots"] | m["discontinuity"])[:, rows, cols]
+        keep = ((d[:, rows, cols] > 0) & (d_read > 0) & (D > 0) & ~dropped & (z >= self.min_depth_m)
+                & (z <= self.max_depth_m) & ~invalid)
         return np.where(keep, z, 0).astype(np.float32)
+
+    def masks(self, depth: np.ndarray, K: np.ndarray) -> dict:
+        """The geometric invalidation masks of clean depth (no randomness), bool (B, H, W) each:
+        "shadow" (no projector light), "few_dots" (fewer than min_dots dots in the window),
+        "discontinuity" (disparity range in the window above max_disparity_range_px); computed on
+        the sensor's grid and read at the image's pixels."""
+        return self._simulate(validate_depth(depth), validate_K(K), None)[0]
+
+    def _noisify(self, depth, K, rng):
+        return self._simulate(depth, K, rng)[1]
 
     @classmethod
     def fit(cls, clean, real, K):
@@ -607,7 +710,7 @@ class StructuredLight(NoiseModel):
 
         hole_rate = float(np.mean(r == 0)) if c.size else 0.0
         sub = clean[_frame_subset(len(clean))]
-        m = base._masks(base._disparity(sub, K[0, 0]))
+        m = base.masks(sub, K)
         out_of_range = (sub < base.min_depth_m) | (sub > base.max_depth_m)
         geometric = m["shadow"] | m["few_dots"] | m["discontinuity"] | out_of_range
         geometric_rate = float(np.mean(geometric[sub > 0])) if (sub > 0).any() else 0.0

@@ -137,10 +137,7 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
     models = per_camera(model, cams, range_scale)
     for c in cams:
         _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
-    base_config = {"noiser": model.name, "version": model.version, "params": model.params(), "seed": seed}
-    fingerprint = model.fingerprint()  # e.g. RealD²iff's weights: other weights under one name are another model
-    if fingerprint:
-        base_config["fingerprint"] = fingerprint
+    base_config = {**model.describe(), "seed": seed}
     n = store.n_frames
     lock = lock_store(store.path)
     try:

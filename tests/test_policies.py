@@ -15,6 +15,7 @@ from policies.data import PolicyData, quat_to_rot6d, window_indices
 from policies.evaluate import Policy, evaluate, load_run, wilson_interval
 from policies.model import DiffusionPolicy, PolicyConfig
 from policies.train import TrainConfig, train
+from simgen.store import StoreError, depth_from_stored
 
 # A small network so tests train in seconds; images are 64x64 here.
 SMALL = PolicyConfig(crop=56, enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))
@@ -89,6 +90,32 @@ def test_batches_are_normalised_and_marked_where_depth_has_no_reading(tiny_store
     raw = data.store.array("front_depth_noisy")
     rows = data.windows[[0, 40, 80], 1]
     np.testing.assert_array_equal(data.frames["front"].get(rows), raw.get_orthogonal_selection((rows,)))
+
+
+def test_several_depth_copies_each_sequence_reads_one_for_all_its_cameras(tiny_store):
+    data = PolicyData(tiny_store, "front_depth,front_depth_noisy", ["front", "wrist"], 2, 16)
+    assert data.copies == [{"front": "front_depth", "wrist": "wrist_depth"},
+                           {"front": "front_depth_noisy", "wrist": "wrist_depth_noisy"}]
+    idx = np.arange(0, len(data), 3)
+    b = data.batch(idx, 64, np.random.default_rng(0))  # a full-size crop: the frames as stored
+    rows = data.windows[idx][:, :2]
+    seen = []
+    for c in ("front", "wrist"):
+        as_copy = [data.normalizer.depth(c, depth_from_stored(data.store.array(keys[c]).get_orthogonal_selection(
+            (rows.ravel(),)))).reshape(b["depth"][c].shape) for keys in data.copies]
+        got = b["depth"][c].numpy()
+        match = np.array([[np.array_equal(got[i], a[i]) for a in as_copy] for i in range(len(idx))])
+        assert match.any(1).all()  # every sample is one copy's frames, not a blend
+        seen.append(match[:, 1])
+    assert np.array_equal(seen[0], seen[1])  # the same copy for both cameras
+    assert 0 < seen[0].mean() < 1  # both copies are drawn
+    # without rng (the centre crop, for checks), the first copy
+    b = data.batch(idx, 64, None)
+    assert np.array_equal(b["depth"]["front"].numpy()[:, :, 1] > 0,
+                          depth_from_stored(data.store.array("front_depth").get_orthogonal_selection(
+                              (rows.ravel(),))).reshape(len(idx), 2, 64, 64) > 0)
+    with pytest.raises(StoreError, match="no depth array 'front_depth_x'"):
+        PolicyData(tiny_store, "front_depth,front_depth_x", ["front"], 2, 16)
 
 
 # --- training, saving, reloading ------------------------------------------------------------------
@@ -192,6 +219,8 @@ def test_eval_calls_a_module_function_sensor_with_the_documented_arguments(tiny_
     assert r["episodes"] == 1 and r["successes"] in (0, 1) and len(r["ci95"]) == 2
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert saved["sensor"] == "my_sensor:drop_half" and saved["episodes_detail"][0]["steps"] == 12
+    # what the sensor's output depends on is recorded, so that another version's results are not reused
+    assert saved["sensor_model"] == {"noiser": "callable:drop_half", "version": "0", "params": {}}
     assert (tmp_path / "ev" / "episode_100000.mp4").stat().st_size > 1000
 
 
