@@ -82,6 +82,7 @@ def main() -> None:
     sensors = ["clean"] + [f"noiser:{n}" for n in noisers]
     scale = {c: v for c, v in parse_range_scale(a.range_scale).items() if c in cams}
     scale_args = ["--range-scale", ",".join(f"{c}={v:g}" for c, v in scale.items())] if scale else []
+    rows = [d if d == "clean" or a.copies == 1 else f"{d} x{a.copies}" for d in depths]  # matrix row labels
     matrix = {}
     for task in a.tasks.split(","):
         store = out / f"{task}.zarr"
@@ -92,7 +93,7 @@ def main() -> None:
                            for c in cams):
                     run(["realdiff", "noisify", store, "--noiser", n, "--out-key", copy_key(n, seed),
                          "--seed", seed, "--cameras", a.cameras, *scale_args, "--overwrite", "--quiet"])
-        for d in depths:
+        for d, row in zip(depths, rows):
             copies = 1 if d == "clean" else a.copies
             rkey = ",".join(f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{copy_key(d, seed)}"
                             for seed in range(copies))
@@ -109,8 +110,8 @@ def main() -> None:
                     run(["policies", "eval", rdir, "--task", task, "--episodes", a.eval_episodes,
                          "--sensor", s, *scale_args, "--out", edir, "--quiet"])
                 r = json.loads(res.read_text())
-                matrix[(task, d, s)] = (r["successes"], r["episodes"], r["ci95"])
-    write_matrix(matrix, depths, sensors, out)
+                matrix[(task, row, s)] = (r["successes"], r["episodes"], r["ci95"])
+    write_matrix(matrix, rows, sensors, out)
 
 
 def copy_key(noiser: str, seed: int) -> str:
