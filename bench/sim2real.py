@@ -83,14 +83,15 @@ def main() -> None:
     scale = {c: v for c, v in parse_range_scale(a.range_scale).items() if c in cams}
     scale_args = ["--range-scale", ",".join(f"{c}={v:g}" for c, v in scale.items())] if scale else []
     rows = [d if d == "clean" or a.copies == 1 else f"{d} x{a.copies}" for d in depths]  # matrix row labels
+    described = {s: sensor_model(make_sensor(s)) for s in sensors}  # each model loaded once, not per cell
     matrix = {}
     for task in a.tasks.split(","):
         store = out / f"{task}.zarr"
         run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
         for n in [d for d in depths if d != "clean"]:  # only the training depths need a noisified copy
             for seed in range(a.copies):
-                if not all(noisified_as(store, f"{c}_depth_{copy_key(n, seed)}", n, scale.get(c), seed)
-                           for c in cams):
+                if not all(noisified_as(store, f"{c}_depth_{copy_key(n, seed)}", described[f"noiser:{n}"],
+                                        scale.get(c), seed) for c in cams):
                     run(["realdiff", "noisify", store, "--noiser", n, "--out-key", copy_key(n, seed),
                          "--seed", seed, "--cameras", a.cameras, *scale_args, "--overwrite", "--quiet"])
         for d, row in zip(depths, rows):
@@ -106,7 +107,7 @@ def main() -> None:
                 res = edir / "results.json"
                 done = json.loads(res.read_text()) if res.exists() else {}
                 if ((done.get("episodes"), done.get("range_scale"), done.get("sensor_model"))
-                        != (a.eval_episodes, scale, sensor_model(make_sensor(s)))):
+                        != (a.eval_episodes, scale, described[s])):
                     run(["policies", "eval", rdir, "--task", task, "--episodes", a.eval_episodes,
                          "--sensor", s, *scale_args, "--out", edir, "--quiet"])
                 r = json.loads(res.read_text())
@@ -119,14 +120,15 @@ def copy_key(noiser: str, seed: int) -> str:
     return key(noiser) if seed == 0 else f"{key(noiser)}_s{seed}"
 
 
-def noisified_as(store: Path, key: str, noiser: str, range_scale: float | None, seed: int = 0) -> bool:
-    """Whether data/<key> is complete and was made by this noiser as it is now (version, parameters,
-    weights) with this range scale (None: unscaled) and seed."""
+def noisified_as(store: Path, key: str, model: dict, range_scale: float | None, seed: int = 0) -> bool:
+    """Whether data/<key> is complete and was made by the noiser `model` describes as it is now
+    (NoiseModel.describe(): version, parameters, weights) with this range scale (None: unscaled)
+    and seed."""
     if not is_noisified(store, key):
         return False
     config = dict(Store(store).array(key).attrs["noisify"]["config"])
     made = (config.pop("range_scale", 1.0), config.pop("seed", 0))
-    return made == (range_scale or 1.0, seed) and config == make_sensor(f"noiser:{noiser}").describe()
+    return made == (range_scale or 1.0, seed) and config == model
 
 
 def write_matrix(matrix: dict, depths: list, sensors: list, out: Path) -> None:

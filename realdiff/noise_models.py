@@ -77,10 +77,10 @@ focal length is not ``sensor_fx`` (a 128x128 simgen camera has fx = 155) is resa
 grid the sensor would have over the same field of view (focal length sensor_fx; inverse depth
 interpolated within surfaces, the nearest pixel across depth steps and holes), simulated there, and
 each image pixel reads the sensor pixel at its centre, as a real sensor's image resized to the
-camera's would. Its dot pattern, window and disparity-range test are
-therefore the same size in degrees at every resolution. (Version 1 applied them to the image's own
-pixels: faithful at 640x480, fx = 585, and a caricature at 128x128, where its 9-pixel window spans
-what 36 sensor pixels see and it blanked 20 % of simgen's front camera.)
+camera's would. Its dot pattern, window and disparity-range test are therefore the same size in
+degrees at every resolution. (Version 1 applied them to the image's own pixels: faithful at
+640x480, fx = 585, and a caricature at 128x128, where its 9-pixel window spans what 36 sensor
+pixels see and it blanked 20 % of simgen's front camera.)
 """
 from __future__ import annotations
 
