@@ -10,6 +10,16 @@ perfect model of that target, on the real frames themselves (holes exactly the r
 A model that matched its training target perfectly would score the oracle's figure, whatever its
 size or sampling steps; a lower two-sample accuracy needs a target that keeps the sub-level texture.
 
+Then, for the shipped model (frames drawn as `realdiff eval --seed S` draws them), which part of its
+output gives it away, its holes or its depth values:
+  model                      the shipped model's output (what `realdiff eval` scores);
+  model values, real holes   its depth values with the real holes (where it has a hole and the
+                             real depth a reading, the real reading);
+  real values, model holes   the real depth values with its holes (where it reads and the real
+                             depth has a hole, its reading).
+
+About 10 minutes on 2 cores:
+
     python bench/two_sample_ceiling.py [--pairs out/kinect_pairs.zarr] [--split val] [--seeds 0,1,2]
 """
 from __future__ import annotations
@@ -20,8 +30,8 @@ import numpy as np
 import torch
 
 from realdiff import metrics
-from realdiff.evaluate import load_split
-from realdiff.reald2iff import DEFAULT_WEIGHTS, dequantise, load_model, snap_to_levels
+from realdiff.evaluate import generate, load_split
+from realdiff.reald2iff import DEFAULT_WEIGHTS, RealD2iffNoiser, dequantise, load_model, snap_to_levels
 
 
 def main() -> None:
@@ -30,7 +40,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--seeds", default="0,1,2")
     a = ap.parse_args()
-    clean, real, _, _ = load_split(a.pairs, a.split)
+    clean, real, K, ids = load_split(a.pairs, a.split)
     levels = load_model(DEFAULT_WEIGHTS)[0].cfg.levels  # the levels fitted on the train split
     r = torch.from_numpy(np.ascontiguousarray(real))
     deq = torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
@@ -40,8 +50,20 @@ def main() -> None:
     print(f"{a.split} split, {len(clean)} frames; two-sample accuracy over seeds {seeds}")
     for name, gen in (("oracle (dequantised, read out)", oracle), ("dequantised, not read out", deq.numpy()),
                       ("real itself", real)):
-        acc = [metrics.two_sample_accuracy(clean, real, gen, seed=s) for s in seeds]
-        print(f"  {name:32s} {np.mean(acc):.3f} (per seed {', '.join(f'{x:.3f}' for x in acc)})", flush=True)
+        report(name, [metrics.two_sample_accuracy(clean, real, gen, seed=s) for s in seeds])
+    noiser, rows = RealD2iffNoiser(), {"model": [], "model values, real holes": [], "real values, model holes": []}
+    for s in seeds:
+        gen = generate(noiser, clean, K, ids, seed=s)
+        reads, model_reads = real > 0, gen > 0
+        for name, x in zip(rows, (gen, np.where(reads, np.where(model_reads, gen, real), 0),
+                                  np.where(model_reads, np.where(reads, real, gen), 0))):
+            rows[name].append(metrics.two_sample_accuracy(clean, real, x, seed=s))
+    for name, acc in rows.items():
+        report(name, acc)
+
+
+def report(name: str, acc: list) -> None:
+    print(f"  {name:32s} {np.mean(acc):.3f} (per seed {', '.join(f'{x:.3f}' for x in acc)})", flush=True)
 
 
 if __name__ == "__main__":
