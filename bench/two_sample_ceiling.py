@@ -11,7 +11,7 @@ A model that matched its training target perfectly would score the oracle's figu
 size or sampling steps; a lower two-sample accuracy needs a target that keeps the sub-level texture.
 
 Then, for the shipped model (frames drawn as `realdiff eval --seed S` draws them), which part of its
-output gives it away, its holes or its depth values:
+output gives it away, its holes or its depth values, and which spatial band of the values:
   model                      the shipped model's output (what `realdiff eval` scores);
   model values, real holes   its depth values with the real holes (where it has a hole and the
                              real depth a reading, the real reading);
