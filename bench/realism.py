@@ -9,6 +9,7 @@ Trains what is missing under --models (each a `realdiff train` command, printed 
   distilled    full's coarse stage distilled to 2 steps (`realdiff distill`; committed as reald2iff-2step)
   shipped      distilled's coarse stage with a fine stage folding 8x8 pixels, retrained with DGO
                (the committed default, reald2iff: 40 % less sampling time than full)
+  textured     shipped with the sensor-texture stage (`realdiff texture`; committed as reald2iff-texture)
 (the fine stage trains on the real coarse residual, so the stages are independent and a stage can be
 copied), then runs `realdiff eval` on the baselines and every variant, two-sample test included,
 once per seed in --seeds (each seed draws other sensor noise and another two-sample split), and
@@ -75,10 +76,13 @@ def main() -> None:
     shipped = m / "shipped.pt"  # the distilled coarse stage and a cheaper fine stage: the default
     if not shipped.exists():
         run(train + ["--out", shipped, "--coarse-from", distilled, "--fine-fold", "8", "--fine-iters", "12000"])
+    textured = m / "textured.pt"  # the default with real sensor texture on flat surfaces
+    if not textured.exists():
+        run(["realdiff", "texture", shipped, "--pairs", args.pairs, "--out", textured])
     slow = m / "full-8+4-steps.json"  # the full model sampled with more steps
     slow.write_text(RealD2iffNoiser(weights=str(full), coarse_steps=8, fine_steps=4).to_json())
     order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full, slow, distilled,
-             shipped]
+             shipped, textured]
     seeds = [int(x) for x in args.seeds.split(",")]
     for seed in seeds:
         if not (Path(args.out) / f"seed{seed}" / "metrics.json").exists():

@@ -40,11 +40,10 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from realdiff import metrics
 from realdiff.evaluate import generate, load_split
-from realdiff.reald2iff import RealD2iffNoiser, dequantise, snap_to_levels
+from realdiff.reald2iff import RealD2iffNoiser, dequantise, lowpass, near_edges, snap_to_levels
 
 
 def main() -> None:
@@ -77,9 +76,9 @@ def main() -> None:
     reads = torch.from_numpy(reads_np)
     res_real = torch.where(reads, inv - inv_clean, 0.0)  # the dequantised real residual, inverse depth
     low_real = lowpass(res_real, reads, 4.0)
-    flat = ~near_edges(clean, reads_np)
+    flat = ~near_edges(torch.from_numpy(clean), ~reads)
     t_res, t_reads = dequantised_residual(tclean, treal, levels)
-    t_fine = torch.where(~near_edges(tclean, treal > 0), t_res - lowpass(t_res, t_reads, 4.0), 0.0)
+    t_fine = torch.where(~near_edges(torch.from_numpy(tclean), ~t_reads), t_res - lowpass(t_res, t_reads, 4.0), 0.0)
     del tclean, treal, t_res
 
     def readout(res):  # an inverse-depth residual read out on the levels, with the real holes
@@ -114,32 +113,6 @@ def dequantised_residual(clean: np.ndarray, real: np.ndarray, levels: tuple):
     reads = deq > 0
     inv_clean = torch.from_numpy(np.where(clean > 0, 1 / np.maximum(clean, 1e-3), 0.0))
     return torch.where(reads, 1 / deq.clamp_min(1e-3) - inv_clean, 0.0), reads
-
-
-def near_edges(clean: np.ndarray, reads: np.ndarray, jump: float = 0.02, px: int = 3) -> torch.Tensor:
-    """Pixels within px of a clean-depth jump of more than `jump` (relative) to a 4-neighbour, of a
-    clean or real hole, or of the image border: (N, H, W) bool."""
-    c = torch.from_numpy(np.ascontiguousarray(clean))
-    edge = (c == 0) | ~torch.from_numpy(np.ascontiguousarray(reads))
-    edge[:, :, 1:] |= (c[:, :, 1:] - c[:, :, :-1]).abs() > jump * c[:, :, 1:]
-    edge[:, 1:, :] |= (c[:, 1:, :] - c[:, :-1, :]).abs() > jump * c[:, 1:, :]
-    pad = lambda e: F.pad(e[:, None].float(), (px,) * 4, value=1.0)  # noqa: E731  (the border counts)
-    return torch.cat([F.max_pool2d(pad(edge[s:s + 16]), 2 * px + 1, stride=1)[:, 0] > 0
-                      for s in range(0, len(c), 16)])
-
-
-def lowpass(x: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian low-pass of x (N, H, W) over the pixels in mask (normalised convolution)."""
-    k = int(3 * sigma) * 2 + 1
-    t = torch.arange(k, dtype=x.dtype) - k // 2
-    w = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    w = w / w.sum()
-
-    def blur(a):
-        a = F.conv2d(a[:, None], w.view(1, 1, 1, k), padding=(0, k // 2))
-        return F.conv2d(a, w.view(1, 1, k, 1), padding=(k // 2, 0))[:, 0]
-    m = mask.to(x.dtype)
-    return torch.cat([blur(x[i:i + 16] * m[i:i + 16]) / blur(m[i:i + 16]).clamp_min(1e-6) for i in range(0, len(x), 16)])
 
 
 def report(name: str, acc: list) -> None:

@@ -1,4 +1,4 @@
-"""realdiff command line: `pair`, `train`, `distill`, `noisify`, `eval`."""
+"""realdiff command line: `pair`, `train`, `distill`, `texture`, `noisify`, `eval`."""
 from __future__ import annotations
 
 import sys
@@ -40,6 +40,15 @@ def cmd_distill(args) -> int:
     r = distill(args.pairs, args.teacher, args.out, cfg, progress=not args.quiet)
     print(f"{args.out}: coarse stage distilled to {cfg.steps} steps in {r['seconds'] / 60:.1f} min; "
           f"validation ({cfg.val_frames} frames): {r['meta']['val']}")
+    return 0
+
+
+def cmd_texture(args) -> int:
+    from realdiff.train import add_texture
+
+    r = add_texture(args.pairs, args.model, args.out, tiles=args.tiles, seed=args.seed, name=args.name)
+    print(f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
+          f"{r['seconds']:.0f} s; validation: {r['meta']['val']}")
     return 0
 
 
@@ -134,6 +143,19 @@ def build_parser() -> Parser:
     d.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_distill)
+
+    x = sub.add_parser("texture", help="give a RealD²iff model the sensor-texture stage (real texture on flat surfaces)",
+                       description="Cut 64x64 tiles of the real residual's finer band (under 4 px, in "
+                       "inverse depth) from the flat surfaces of the train split, keep --tiles of them, "
+                       "and write the model with them: at inference they are pasted at random on the "
+                       "flat surfaces of its output (see realdiff/reald2iff.py, section 5).")
+    x.add_argument("model", help="model file from `realdiff train` or `realdiff distill`")
+    x.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
+    x.add_argument("--out", required=True, help="model file to write")
+    x.add_argument("--tiles", type=int, default=256, help="tiles kept (default 256: 4 MB)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the choice of tiles (default 0)")
+    x.add_argument("--name", default=None, help="the model's name (default: the model's + -texture)")
+    x.set_defaults(func=cmd_texture)
 
     z = sub.add_parser("noisify", help="add sensor-like depth to a simgen store",
                        description="For each camera, read <camera>_depth (clean) and write "

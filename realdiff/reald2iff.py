@@ -54,6 +54,21 @@ r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to
    (padded to a multiple of 32) and intrinsics: it treats each pixel as a sensor pixel, i.e. it
    makes a sensor of the training camera's per-pixel noise and hole statistics at the target
    camera's resolution.
+
+5. Sensor texture (optional; a model has it when cfg.texture_tiles > 0, added by `realdiff texture`).
+   On flat surfaces the real sensor's residual has a fine, non-Gaussian texture (blotches and streaks
+   a few pixels across) that the one-step fine stage, which returns a conditional mean, smooths
+   away; a two-sample classifier finds it there (bench/two_sample_ceiling.py). The texture stage
+   adds real texture back, example-based: from the train split it cuts T x T tiles (T = 64) of the
+   dequantised real residual's finer band in inverse depth,
+
+       t = r - G_4(r)     r = 1/z - 1/c on readings, G_4 a Gaussian low-pass of 4 px over readings,
+
+   where at least 98 % of the tile is flat (see near_edges), keeps `texture_tiles` of them, and at
+   inference tiles the frame with tiles drawn at random (each turned by 180 degrees or not, which
+   keeps the texture's orientation), adding them to the inverse depth before the readout on flat
+   pixels only: those farther than 3 px from a clean-depth jump of more than 2 %, a generated hole
+   or the image border. Near edges and holes the fine stage's output stands as it is.
 """
 from __future__ import annotations
 
@@ -96,11 +111,13 @@ def encode_target(clean: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return torch.stack([y, h], 1)
 
 
-def decode(clean: torch.Tensor, x: torch.Tensor, levels: tuple = ()) -> torch.Tensor:
+def decode(clean: torch.Tensor, x: torch.Tensor, levels: tuple = (), texture: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, W) clean depth and (B, 2, H, W) generated (y, h) -> (B, H, W) noisy depth (0 = none),
-    read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation)."""
+    read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation);
+    `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout."""
     y = x[:, 0].clamp(-6, 6)
-    inv = (1.0 / clean.clamp_min(1e-3) + torch.sinh(A_ASINH * y) / S_INV).clamp_min(1.0 / 20.0)
+    inv = 1.0 / clean.clamp_min(1e-3) + torch.sinh(A_ASINH * y) / S_INV
+    inv = (inv if texture is None else inv + texture).clamp_min(1.0 / 20.0)
     if len(levels) >= 2:
         inv = snap_to_levels(inv, levels).clamp_min(1.0 / 20.0)
     z = 1.0 / inv  # never beyond 20 m, never negative
@@ -196,6 +213,72 @@ def coarse_target(target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
 
 def upsample(x: torch.Tensor, k: int = COARSE) -> torch.Tensor:
     return F.interpolate(x, scale_factor=k, mode="bilinear", align_corners=False)
+
+
+def lowpass(x: torch.Tensor, mask: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """Gaussian low-pass (std sigma px) of x (N, H, W) over the pixels where mask (N, H, W) is true
+    (a normalised convolution: the others neither count nor dilute)."""
+    k = int(3 * sigma) * 2 + 1
+    t = torch.arange(k, dtype=x.dtype) - k // 2
+    w = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    w = w / w.sum()
+
+    def blur(a):
+        a = F.conv2d(a[:, None], w.view(1, 1, 1, k), padding=(0, k // 2))
+        return F.conv2d(a, w.view(1, 1, k, 1), padding=(k // 2, 0))[:, 0]
+    m = mask.to(x.dtype)
+    return torch.cat([blur(x[i:i + 16] * m[i:i + 16]) / blur(m[i:i + 16]).clamp_min(1e-6)
+                      for i in range(0, len(x), 16)])
+
+
+def near_edges(clean: torch.Tensor, holes: torch.Tensor, jump: float = 0.02, px: int = 3) -> torch.Tensor:
+    """(N, H, W) bool: pixels within px of a clean-depth jump of more than `jump` (relative) to a
+    4-neighbour, of a clean-depth or `holes` pixel, or of the image border; the rest is flat."""
+    edge = (clean <= 0) | holes
+    dx = (clean[:, :, 1:] - clean[:, :, :-1]).abs() > jump * clean[:, :, 1:]
+    dy = (clean[:, 1:, :] - clean[:, :-1, :]).abs() > jump * clean[:, 1:, :]
+    edge[:, :, 1:] |= dx
+    edge[:, 1:, :] |= dy
+    H, W = edge.shape[1:]
+    p = F.pad(edge, (px,) * 4, value=True)  # the border counts as an edge
+    rows = p[:, :, :W].clone()  # a square dilation as shifted ORs, along rows then columns
+    for i in range(1, 2 * px + 1):
+        rows |= p[:, :, i:i + W]
+    out = rows[:, :H].clone()
+    for i in range(1, 2 * px + 1):
+        out |= rows[:, i:i + H]
+    return out
+
+
+def texture_tiles(clean: torch.Tensor, real: torch.Tensor, size: int = 64, min_flat: float = 0.98) -> torch.Tensor:
+    """Every size x size tile (on a grid of half-tile steps) of the finer band of real's residual in
+    inverse depth (see the docstring, 5) that is flat over at least min_flat of its pixels; 0 on its
+    other pixels. clean, real: (N, H, W) metres (real dequantised). Returns (n, size, size)."""
+    tiles = []
+    for s in range(0, len(clean), 16):
+        c, r = clean[s:s + 16], real[s:s + 16]
+        reads = (r > 0) & (c > 0)
+        res = torch.where(reads, 1 / r.clamp_min(1e-3) - 1 / c.clamp_min(1e-3), 0.0)
+        flat = ~near_edges(c, ~reads)
+        band = torch.where(flat, res - lowpass(res, reads), 0.0)
+        H, W = c.shape[1:]
+        for y in range(0, H - size + 1, size // 2):
+            for x in range(0, W - size + 1, size // 2):
+                ok = flat[:, y:y + size, x:x + size].float().mean((1, 2)) >= min_flat
+                tiles.append(band[ok, y:y + size, x:x + size])
+    return torch.cat(tiles) if tiles else torch.zeros(0, size, size)
+
+
+def paste_texture(bank: torch.Tensor, pick: torch.Tensor, turn: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Textures (..., H, W) tiled with bank[pick[..., i]] (T x T each), turned by 180 degrees where
+    turn[..., i], row by row: pick and turn hold one entry per tile, ceil(H / T) * ceil(W / T)."""
+    T = bank.shape[-1]
+    ny, nx = -(-H // T), -(-W // T)
+    tiles = bank[pick]
+    tiles = torch.where(turn[..., None, None].bool(), tiles.flip(-2, -1), tiles)
+    lead = pick.shape[:-1]
+    tiles = tiles.reshape(*lead, ny, nx, T, T).transpose(-3, -2)
+    return tiles.reshape(*lead, ny * T, nx * T)[..., :H, :W]
 
 
 # --- 2. networks ---------------------------------------------------------------------------------
@@ -386,6 +469,8 @@ class ModelConfig:
     eta: float = 1.0
     name: str = "reald2iff"
     levels: tuple = ()  # the sensor's readout levels (fit_levels), set by training
+    texture_tiles: int = 0  # tiles in the sensor-texture bank (docstring, 5; 0 = no texture stage)
+    texture_size: int = 64  # their side in pixels
 
     def __post_init__(self):
         if self.coarse is None and self.fine is None:
@@ -396,6 +481,8 @@ class ModelConfig:
             self.fine = NetConfig(**self.fine)
         if self.coarse_steps < 1 or self.fine_steps < 1:
             raise ValueError("sampling steps must be >= 1")
+        if self.texture_tiles < 0 or self.texture_size < 1:
+            raise ValueError("texture_tiles must be >= 0 and texture_size >= 1")
         for stage, net, size in (("coarse", self.coarse, PAD // COARSE), ("fine", self.fine, PAD)):
             if net is not None and size % net.granularity():
                 raise ValueError(f"{stage} stage: folding {net.unshuffle}x{net.unshuffle} pixels with "
@@ -415,6 +502,8 @@ class RealD2iff(nn.Module):
         self.cfg = cfg
         self.coarse = UNet(cfg.coarse) if cfg.coarse else None
         self.fine = UNet(cfg.fine) if cfg.fine else None
+        T = cfg.texture_size  # the sensor-texture bank (docstring, 5): a buffer saved with the weights
+        self.register_buffer("texture", torch.zeros(cfg.texture_tiles, T, T) if cfg.texture_tiles else None)
 
     def draw_noise(self, shape_hw, rngs, fine: bool = True) -> dict:
         """Every random number one sampling run needs, frame by frame: each frame's numpy Generator
@@ -422,14 +511,19 @@ class RealD2iff(nn.Module):
         H, W = shape_hw
         shapes = {"coarse": (self.cfg.coarse_steps, 2, H // COARSE, W // COARSE) if self.coarse else None,
                   "fine": (self.cfg.fine_steps, 2, H, W) if self.fine is not None and fine else None}
-        out = {k: [] for k in shapes}
+        out = {k: [] for k in (*shapes, "pick", "turn")}
+        T = self.cfg.texture_size
+        n_tiles = -(-H // T) * -(-W // T) if self.texture is not None and fine else 0
         g = torch.Generator()
         for rng in rngs:
             g.manual_seed(int(rng.integers(2 ** 63)))
             for k, shape in shapes.items():
                 if shape:
                     out[k].append(torch.randn(shape, generator=g))
-        return {k: torch.stack(v, 1) if v else None for k, v in out.items()}
+            if n_tiles:  # drawn after the diffusion noise, so the stages above draw what they did without
+                out["pick"].append(torch.randint(len(self.texture), (n_tiles,), generator=g))
+                out["turn"].append(torch.randint(2, (n_tiles,), generator=g))
+        return {k: torch.stack(v, 1 if k in shapes else 0) if v else None for k, v in out.items()}
 
     @torch.no_grad()
     def generate(self, clean: np.ndarray, rngs: list, fine: bool = True) -> np.ndarray:
@@ -452,7 +546,11 @@ class RealD2iff(nn.Module):
             x = torch.cat([x[:, :1] + up[:, :1], x[:, 1:]], 1)
         else:
             x = up
-        return decode(c, x, self.cfg.levels)[:, :H, :W].numpy().astype(np.float32)
+        texture = None
+        if noise["pick"] is not None:
+            texture = paste_texture(self.texture.float(), noise["pick"], noise["turn"], Hp, Wp)
+            texture = torch.where(near_edges(c, x[:, 1] > 0), 0.0, texture)
+        return decode(c, x, self.cfg.levels, texture)[:, :H, :W].numpy().astype(np.float32)
 
     def for_inference(self, bf16: bool) -> "RealD2iff":
         """Ready for fast CPU sampling: bfloat16 weights with bf16 (1.4x faster than autocast here).
@@ -460,6 +558,8 @@ class RealD2iff(nn.Module):
         size, and a frame's output must not depend on the batch it comes in."""
         if bf16:
             self.to(torch.bfloat16)
+            if self.texture is not None:  # the texture bank stays float32: it is added, not multiplied
+                self.texture = self.texture.float()
         return self
 
 

@@ -6,6 +6,7 @@ frames of the validation split and the realism benchmark's fast metrics are logg
 `<out>.train/log.jsonl`). Each stage checkpoints to `<out>.train/<stage>.pt` (weights, EMA, optimiser,
 step, random states; written atomically), so re-running the same command after a kill resumes where
 it stopped. The result, `<out>`, holds the EMA weights and the config; it is written last.
+`realdiff texture` (add_texture) gives a trained model the sensor-texture stage; it trains nothing.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from realdiff.evaluate import load_split
 from realdiff.reald2iff import (COARSE, PAD, ModelConfig, NetConfig, RealD2iff, alpha_sigma, coarse_condition,
                                 coarse_target, dequantise, discrepancy_weight, encode_condition,
                                 encode_target, fgs_loss, fit_levels, load_model, q_sample, save_model,
-                                upsample, weighted_mse)
+                                texture_tiles, upsample, weighted_mse)
 
 
 @dataclass
@@ -343,3 +344,34 @@ def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_fro
     meta["val"] = json.dumps(_validate(ema_model, val, cfg))  # the finished model's fast metrics
     save_model(ema_model, out, meta)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "meta": meta}
+
+
+def add_texture(pairs, model_path, out, tiles: int = 256, size: int = 64, seed: int = 0,
+                name: str | None = None) -> dict:
+    """Give a trained model the sensor-texture stage (realdiff.reald2iff docstring, 5): cut the flat
+    tiles of the train split's dequantised real residual, keep `tiles` of them at random, and write
+    the model with the bank to `out` (its name + "-texture" unless `name`)."""
+    model, meta = load_model(model_path)
+    if model.texture is not None:
+        raise ValueError(f"{model_path}: already has a texture stage")
+    if tiles < 1:
+        raise ValueError("--tiles must be >= 1")
+    t0 = time.time()
+    data = PairData(pairs, "train")
+    radius = json.loads(meta.get("train_config", "{}")).get("dequantise_radius", 2)
+    data.use_levels(model.cfg.levels, radius)
+    bank = texture_tiles(data.clean, data.target_real, size)
+    if len(bank) == 0:
+        raise ValueError(f"{pairs}: no {size}x{size} tile of the train split is flat enough for a texture bank")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(bank))[:tiles])
+    cfg = ModelConfig(**{**model.cfg.to_dict(), "texture_tiles": len(keep), "texture_size": size,
+                         "name": name or f"{model.cfg.name}-texture"})
+    textured = RealD2iff(cfg).eval()
+    textured.load_state_dict({**model.state_dict(), "texture": bank[torch.from_numpy(keep)]})
+    meta = {**meta, "texture_from": json.dumps({"pairs": str(pairs), "model": str(model_path), "tiles": len(keep),
+                                                "of": len(bank), "size": size, "seed": seed})}
+    val = PairData(pairs, "val", frames=TrainConfig().val_frames)
+    meta["val"] = json.dumps(_validate(textured, val, TrainConfig(seed=seed)))
+    save_model(textured, out, meta)
+    return {"out": str(out), "tiles": len(keep), "candidates": len(bank), "seconds": time.time() - t0,
+            "meta": meta}

@@ -14,9 +14,9 @@ import torch
 from realdiff import load_noiser
 from realdiff.reald2iff import (A_ASINH, MODEL_VERSION, S_INV, ModelConfig, RealD2iff, RealD2iffNoiser,
                                 decode, dequantise, discrepancy_weight, encode_target, fgs_loss, fit_levels,
-                                frequency_weight, load_model, q_sample, save_model, snap_to_levels,
-                                weighted_mse)
-from realdiff.train import PairData, make_config, train
+                                frequency_weight, load_model, near_edges, paste_texture, q_sample, save_model,
+                                snap_to_levels, weighted_mse)
+from realdiff.train import PairData, add_texture, make_config, train
 from tests.conftest import assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
@@ -198,6 +198,75 @@ def test_noiser_interface_on_any_resolution_and_rejects_bad_input(tiny_model):
         noiser.noisify(d.astype(np.float64), K, np.random.default_rng(0))
     # to_json names the registered class, so noisify workers rebuild it
     assert json.loads(noiser.to_json())["name"] == "reald2iff"
+
+
+# --- the sensor-texture stage ---------------------------------------------------------------------
+
+def test_near_edges_marks_depth_jumps_holes_and_the_border_but_not_slopes():
+    clean = torch.full((1, 20, 30), 2.0)
+    clean[:, :, 15:] = 2.5  # a 25 % jump between columns 14 and 15
+    holes = torch.zeros(1, 20, 30, dtype=torch.bool)
+    holes[0, 5, 5] = True
+    e = near_edges(clean, holes, px=3)[0]
+    assert e[10, 12] and e[10, 18] and not e[10, 11] and not e[10, 19]  # the jump, 3 px either side
+    assert e[5, 8] and e[8, 5] and not e[9, 9]  # the hole, dilated
+    assert e[0, 10] and e[2, 10] and not e[3, 10] and e[10, 27] and not e[10, 26]  # the border
+    slope = 2.0 * (1.01 ** torch.arange(30.0)).expand(1, 20, 30)  # 1 % a pixel: a surface, not an edge
+    assert not near_edges(slope, torch.zeros(1, 20, 30, dtype=torch.bool))[0, 3:17, 3:27].any()
+
+
+def test_paste_texture_lays_tiles_row_by_row_and_turns_them():
+    bank = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
+    out = paste_texture(bank, torch.tensor([2, 0, 1, 1]), torch.tensor([0, 1, 0, 1]), 6, 7)
+    assert out.shape == (6, 7)
+    assert torch.equal(out[:4, :4], bank[2]) and torch.equal(out[:4, 4:], bank[0].flip(0, 1)[:, :3])
+    assert torch.equal(out[4:, :4], bank[1][:2]) and torch.equal(out[4:, 4:], bank[1].flip(0, 1)[:2, :3])
+    two = paste_texture(bank, torch.tensor([[2, 0, 1, 1], [0, 0, 0, 0]]), torch.tensor([[0, 1, 0, 1], [0] * 4]), 6, 7)
+    assert torch.equal(two[0], out) and torch.equal(two[1, :4, 4:], bank[0][:, :3])  # a batch: frame by frame
+
+
+def _smooth_clean(B=2, H=64, W=96):
+    """Two tilted planes with a step between them and a hole: mostly flat, some edges."""
+    y, x = np.mgrid[:H, :W]
+    d = (1.5 + 0.002 * x + 0.001 * y + 0.6 * (x > W // 2)).astype(np.float32)
+    d[10:16, 10:20] = 0
+    return np.stack([d * (1 + 0.1 * b) for b in range(B)])
+
+
+def test_texture_stage_changes_only_flat_pixels_and_stays_deterministic():
+    m = _model()
+    for net in (m.coarse, m.fine):  # few holes, so that there are flat pixels (channels: y's s*s, then h's)
+        net.out.bias.data[net.cfg.unshuffle ** 2:] = -5.0
+    tex = RealD2iff(ModelConfig(**{**m.cfg.to_dict(), "texture_tiles": 3, "texture_size": 16})).eval()
+    tex.load_state_dict({**m.state_dict(), "texture": 0.05 * torch.randn(3, 16, 16)})
+    clean = _smooth_clean()  # sides multiples of 32: no padding, so the edges are those computed here
+    rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
+    plain, textured = m.generate(clean, rngs()), tex.generate(clean, rngs())
+    assert np.array_equal(plain > 0, textured > 0)  # the same holes: the texture is drawn after them
+    near = near_edges(torch.from_numpy(clean), torch.from_numpy((plain == 0) & (clean > 0))).numpy()
+    assert np.array_equal(plain[near], textured[near])
+    assert (plain != textured)[~near].mean() > 0.5 and (~near).mean() > 0.5
+    assert np.array_equal(textured, tex.generate(clean, rngs()))
+    assert np.allclose(tex.generate(clean[1:], [np.random.default_rng(1)])[0], textured[1], atol=1e-5)
+
+
+def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
+    out = tmp_path / "textured.pt"
+    r = add_texture(pairs, tiny_model, out, tiles=4, size=32)
+    m, meta = load_model(out)
+    assert m.texture.shape == (r["tiles"], 32, 32) and 1 <= r["tiles"] <= 4 <= r["candidates"]
+    assert m.cfg.name == "reald2iff-texture" and json.loads(meta["texture_from"])["size"] == 32
+    assert torch.isfinite(m.texture).all() and m.texture.abs().max() > 0
+    # the finer band in inverse depth: a few mm at 1-3 m is a few thousandths of 1/m
+    assert m.texture.abs().median() < 0.05
+    noiser = RealD2iffNoiser(weights=str(out))
+    K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
+    d = _smooth_clean(H=128, W=128)
+    assert np.array_equal(noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="already has a texture stage"):
+        add_texture(pairs, out, tmp_path / "twice.pt")
+    p = run_realdiff("texture", out, "--pairs", pairs, "--out", tmp_path / "twice.pt")
+    assert_one_line_error(p, "already has a texture stage")
 
 
 # --- saving and loading ---------------------------------------------------------------------------
