@@ -43,7 +43,7 @@ import torch
 
 from realdiff import metrics
 from realdiff.evaluate import generate, load_split
-from realdiff.reald2iff import RealD2iffNoiser, dequantise, lowpass, near_edges, snap_to_levels
+from realdiff.reald2iff import RealD2iffNoiser, dequantise, flat_texture, lowpass, near_edges, snap_to_levels
 
 
 def main() -> None:
@@ -58,8 +58,7 @@ def main() -> None:
     tclean, treal = tclean[donor], treal[donor]
     noiser = RealD2iffNoiser()  # the shipped model, loaded once
     levels = noiser.model.cfg.levels  # the levels fitted on the train split
-    r = torch.from_numpy(np.ascontiguousarray(real))
-    deq = torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
+    deq = dequantised(real, levels)
     inv = torch.where(deq > 0, 1 / deq.clamp_min(1e-3), 0.0)
     oracle = torch.where(deq > 0, 1 / snap_to_levels(inv, levels).clamp_min(1 / 20), 0.0).numpy()
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -77,9 +76,8 @@ def main() -> None:
     res_real = torch.where(reads, inv - inv_clean, 0.0)  # the dequantised real residual, inverse depth
     low_real = lowpass(res_real, reads, 4.0)
     flat = ~near_edges(torch.from_numpy(clean), ~reads)
-    t_res, t_reads = dequantised_residual(tclean, treal, levels)
-    t_fine = torch.where(~near_edges(torch.from_numpy(tclean), ~t_reads), t_res - lowpass(t_res, t_reads, 4.0), 0.0)
-    del tclean, treal, t_res
+    t_fine = flat_texture(torch.from_numpy(np.ascontiguousarray(tclean)), dequantised(treal, levels))[0]
+    del tclean, treal
 
     def readout(res):  # an inverse-depth residual read out on the levels, with the real holes
         return torch.where(reads, 1 / snap_to_levels(inv_clean + res, levels).clamp_min(1 / 20), 0.0).numpy()
@@ -105,14 +103,10 @@ def main() -> None:
         report(name, acc)
 
 
-def dequantised_residual(clean: np.ndarray, real: np.ndarray, levels: tuple):
-    """The real depth's residual in inverse depth after dequantise (0 where it has no reading), and
-    where it reads."""
+def dequantised(real: np.ndarray, levels: tuple) -> torch.Tensor:
+    """realdiff.reald2iff.dequantise over (N, H, W) real depth, 16 frames at a time."""
     r = torch.from_numpy(np.ascontiguousarray(real))
-    deq = torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
-    reads = deq > 0
-    inv_clean = torch.from_numpy(np.where(clean > 0, 1 / np.maximum(clean, 1e-3), 0.0))
-    return torch.where(reads, 1 / deq.clamp_min(1e-3) - inv_clean, 0.0), reads
+    return torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
 
 
 def report(name: str, acc: list) -> None:

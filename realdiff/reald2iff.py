@@ -250,17 +250,23 @@ def near_edges(clean: torch.Tensor, holes: torch.Tensor, jump: float = 0.02, px:
     return out
 
 
+def flat_texture(clean: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The finer band t = r - G_4(r) of real's residual in inverse depth (see the docstring, 5) on
+    flat pixels (0 elsewhere), and the flat mask. clean, real: (N, H, W) metres."""
+    reads = (real > 0) & (clean > 0)
+    res = torch.where(reads, 1 / real.clamp_min(1e-3) - 1 / clean.clamp_min(1e-3), 0.0)
+    flat = ~near_edges(clean, ~reads)
+    return torch.where(flat, res - lowpass(res, reads), 0.0), flat
+
+
 def texture_tiles(clean: torch.Tensor, real: torch.Tensor, size: int = 64, min_flat: float = 0.98) -> torch.Tensor:
-    """Every size x size tile (on a grid of half-tile steps) of the finer band of real's residual in
-    inverse depth (see the docstring, 5) that is flat over at least min_flat of its pixels; 0 on its
-    other pixels. clean, real: (N, H, W) metres (real dequantised). Returns (n, size, size)."""
+    """Every size x size tile (on a grid of half-tile steps) of flat_texture(clean, real) that is
+    flat over at least min_flat of its pixels. clean, real: (N, H, W) metres (real dequantised).
+    Returns (n, size, size)."""
     tiles = []
     for s in range(0, len(clean), 16):
-        c, r = clean[s:s + 16], real[s:s + 16]
-        reads = (r > 0) & (c > 0)
-        res = torch.where(reads, 1 / r.clamp_min(1e-3) - 1 / c.clamp_min(1e-3), 0.0)
-        flat = ~near_edges(c, ~reads)
-        band = torch.where(flat, res - lowpass(res, reads), 0.0)
+        c = clean[s:s + 16]
+        band, flat = flat_texture(c, real[s:s + 16])
         H, W = c.shape[1:]
         for y in range(0, H - size + 1, size // 2):
             for x in range(0, W - size + 1, size // 2):

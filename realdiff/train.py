@@ -370,8 +370,8 @@ def add_texture(pairs, model_path, out, tiles: int = 256, size: int = 64, seed: 
     textured.load_state_dict({**model.state_dict(), "texture": bank[torch.from_numpy(keep)]})
     meta = {**meta, "texture_from": json.dumps({"pairs": str(pairs), "model": str(model_path), "tiles": len(keep),
                                                 "of": len(bank), "size": size, "seed": seed})}
-    val = PairData(pairs, "val", frames=TrainConfig().val_frames)
-    meta["val"] = json.dumps(_validate(textured, val, TrainConfig(seed=seed)))
+    vcfg = TrainConfig(seed=seed)
+    meta["val"] = json.dumps(_validate(textured, PairData(pairs, "val", frames=vcfg.val_frames), vcfg))
     save_model(textured, out, meta)
     return {"out": str(out), "tiles": len(keep), "candidates": len(bank), "seconds": time.time() - t0,
             "meta": meta}
