@@ -6,7 +6,7 @@ For each resolution (128x128 and 640x480), in one run on one machine, both using
             step), from the call to its return (process start-up and scene building included);
             also its steady rate from the first finished episode on;
   noisify   depth frames/s of `realdiff noisify` on that store with each noiser (default: the
-            shipped RealD²iff and the other committed RealD²iff models) and the default
+            default RealD²iff, reald2iff-texture-shift, and the other committed RealD²iff models) and the default
             workers, from the call to its return (process start-up and model loading included);
 and their ratio, both timed from call to return (target at 128x128: >= 1.0, the noiser keeps pace
 with rendering), and noisify against render's steady rate. This machine's speed drifts by 20 % and
@@ -77,9 +77,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=100, help="pick episodes at 128x128 (default 100)")
     ap.add_argument("--big-episodes", type=int, default=6, help="pick episodes at 640x480 (default 6; 0 skips)")
-    ap.add_argument("--noiser", default=f"{DEFAULT_NOISER},reald2iff-2step,reald2iff-full,reald2iff-texture",
+    ap.add_argument("--noiser", default=f"{DEFAULT_NOISER},reald2iff,reald2iff-texture,reald2iff-2step,reald2iff-full",
                     help=f"comma-separated noise models, each timed on the same store (default {DEFAULT_NOISER},"
-                    "reald2iff-2step,reald2iff-full,reald2iff-texture: the shipped default and the other committed models)")
+                    "reald2iff,reald2iff-texture,reald2iff-2step,reald2iff-full: the default and the other "
+                    "committed models)")
     ap.add_argument("--rounds", type=int, default=3, help="repeat the whole measurement; medians (default 3)")
     ap.add_argument("--profile", action="store_true", help="print a torch profile of the first noiser")
     args = ap.parse_args()

@@ -10,6 +10,8 @@ Trains what is missing under --models (each a `realdiff train` command, printed 
   shipped      distilled's coarse stage with a fine stage folding 8x8 pixels, retrained with DGO
                (the committed default, reald2iff: 40 % less sampling time than full)
   textured     shipped with the sensor-texture stage (`realdiff texture`; committed as reald2iff-texture)
+  shifted      textured with the twin-registration stage (`realdiff shift`; committed as
+               reald2iff-texture-shift, the default of `realdiff noisify`)
 (the fine stage trains on the real coarse residual, so the stages are independent and a stage can be
 copied), then runs `realdiff eval` on the baselines and every variant, two-sample test included,
 once per seed in --seeds (each seed draws other sensor noise and another two-sample split), and
@@ -79,10 +81,13 @@ def main() -> None:
     textured = m / "textured.pt"  # the default with real sensor texture on flat surfaces
     if not textured.exists():
         run(["realdiff", "texture", shipped, "--pairs", args.pairs, "--out", textured])
+    shifted = m / "shifted.pt"  # and with the twin's registration error: the default of realdiff noisify
+    if not shifted.exists():
+        run(["realdiff", "shift", textured, "--pairs", args.pairs, "--out", shifted])
     slow = m / "full-8+4-steps.json"  # the full model sampled with more steps
     slow.write_text(RealD2iffNoiser(weights=str(full), coarse_steps=8, fine_steps=4).to_json())
     order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full, slow, distilled,
-             shipped, textured]
+             shipped, textured, shifted]
     seeds = [int(x) for x in args.seeds.split(",")]
     for seed in seeds:
         if not (Path(args.out) / f"seed{seed}" / "metrics.json").exists():

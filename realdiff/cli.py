@@ -1,8 +1,9 @@
-"""realdiff command line: `pair`, `train`, `distill`, `texture`, `noisify`, `eval`."""
+"""realdiff command line: `pair`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`."""
 from __future__ import annotations
 
 import sys
 
+from realdiff.noisify import DEFAULT_NOISER
 from simgen.cli import Parser
 
 
@@ -48,6 +49,17 @@ def cmd_texture(args) -> int:
 
     r = add_texture(args.pairs, args.model, args.out, tiles=args.tiles, seed=args.seed, name=args.name)
     print(f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
+          f"{r['seconds']:.0f} s; validation: {r['meta']['val']}")
+    return 0
+
+
+def cmd_shift(args) -> int:
+    from realdiff.train import add_registration
+
+    r = add_registration(args.pairs, args.model, args.out, radius=args.radius, name=args.name)
+    st = r["stats"]
+    print(f"{args.out}: registration stage of {st['frames']} shifts (dy {st['mean'][0]:+.1f} +- {st['std'][0]:.1f}, "
+          f"dx {st['mean'][1]:+.1f} +- {st['std'][1]:.1f} px; {st['at_radius']:.0%} at the radius) in "
           f"{r['seconds']:.0f} s; validation: {r['meta']['val']}")
     return 0
 
@@ -157,15 +169,29 @@ def build_parser() -> Parser:
     x.add_argument("--name", default=None, help="the model's name (default: the model's + -texture)")
     x.set_defaults(func=cmd_texture)
 
+    r = sub.add_parser("shift", help="give a RealD²iff model the twin-registration stage (real frames' shifts from their renders)",
+                       description="Fit, for each train frame, the integer shift of the clean depth that best "
+                       "matches the real depth near depth edges, and write the model with these shifts: at "
+                       "inference each frame's clean depth is moved by one of them, scaled by the camera's "
+                       "focal length, before noising (see realdiff/reald2iff.py, section 6).")
+    r.add_argument("model", help="model file from `realdiff train`, `distill` or `texture`")
+    r.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
+    r.add_argument("--out", required=True, help="model file to write")
+    r.add_argument("--radius", type=int, default=6, help="largest shift searched, pixels (default 6)")
+    r.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
+    r.set_defaults(func=cmd_shift)
+
     z = sub.add_parser("noisify", help="add sensor-like depth to a simgen store",
                        description="For each camera, read <camera>_depth (clean) and write "
                        "<camera>_depth_<suffix> with a noise model, shard by shard on all cores. "
                        "A killed run resumes when re-run with the same settings.")
     z.add_argument("store", help="simgen store (from `simgen render`)")
-    z.add_argument("--noiser", default="reald2iff",
+    z.add_argument("--noiser", default=DEFAULT_NOISER,
                    help="noise model: a registered name (identity, gaussian, axial-lateral, "
-                   "structured-light, reald2iff), a .json file saved by a model, or a .pt model "
-                   "from `realdiff train` (default reald2iff, the committed weights)")
+                   "structured-light, reald2iff) or committed model (reald2iff-texture, "
+                   f"{DEFAULT_NOISER}, ...), a .json file saved by a model, or a .pt model from "
+                   f"`realdiff train` (default {DEFAULT_NOISER}: RealD²iff with sensor texture and "
+                   "twin registration)")
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
     z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]",

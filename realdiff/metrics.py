@@ -302,6 +302,14 @@ def two_sample_accuracy(clean, real, gen, patch=32, n_patches=4000, steps=300, b
     small a signal to learn in a few hundred steps otherwise. Each training batch holds the same
     locations from both sets. 0.5 means gen cannot be told from real, 1.0 that it always can.
     Seeded and deterministic; runs on `threads` CPU threads."""
+    t = two_sample_test(clean, real, gen, patch, n_patches, steps, batch, seed, threads)
+    return float((t["real_logit"] > 0).sum() + (t["gen_logit"] <= 0).sum()) / (2 * len(t["frame"]))
+
+
+def two_sample_test(clean, real, gen, patch=32, n_patches=4000, steps=300, batch=64, seed=0, threads=2) -> dict:
+    """The test behind two_sample_accuracy, patch by patch: the classifier's logits (> 0: real) for
+    the real and the generated patch at each test location, and the locations (frame, y, x of the
+    top-left corner), as numpy arrays keyed real_logit, gen_logit, frame, y, x."""
     import torch
 
     clean, real = _pair(clean, real)
@@ -342,10 +350,10 @@ def two_sample_accuracy(clean, real, gen, patch=32, n_patches=4000, steps=300, b
                 opt.step()
             with torch.no_grad():
                 idx = torch.from_numpy(test)
-                hits = (net(real_x[idx]).squeeze(1) > 0).sum() + (net(gen_x[idx]).squeeze(1) <= 0).sum()
+                real_logit, gen_logit = net(real_x[idx]).squeeze(1).numpy(), net(gen_x[idx]).squeeze(1).numpy()
     finally:
         torch.set_num_threads(old_threads)
-    return float(hits) / (2 * len(test))
+    return {"real_logit": real_logit, "gen_logit": gen_logit, "frame": frame[test], "y": y[test], "x": x[test]}
 
 
 # --- scores ------------------------------------------------------------------------------------

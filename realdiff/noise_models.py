@@ -796,9 +796,10 @@ WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model
 # RealD²iff weights committed beside the default (params/reald2iff.pt), loadable by name (see the
 # README's RealD²iff section): reald2iff-full (the full-size model, 4 ancestral coarse steps: the
 # realism table's `full`), reald2iff-2step (its coarse stage distilled to 2 steps by `realdiff
-# distill`); the default is that distilled coarse stage with a cheaper fine stage; reald2iff-texture
-# is the default with the sensor-texture stage (`realdiff texture`).
-COMMITTED_MODELS = ("reald2iff-full", "reald2iff-2step", "reald2iff-texture")
+# distill`); reald2iff is that distilled coarse stage with a cheaper fine stage; reald2iff-texture
+# is reald2iff with the sensor-texture stage (`realdiff texture`), and reald2iff-texture-shift that
+# with the twin-registration stage (`realdiff shift`): the default of `realdiff noisify`.
+COMMITTED_MODELS = ("reald2iff-full", "reald2iff-2step", "reald2iff-texture", "reald2iff-texture-shift")
 
 
 def from_json(text: str) -> NoiseModel:

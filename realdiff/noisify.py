@@ -111,7 +111,8 @@ def _check_clean(a: zarr.Array, key: str) -> None:
             raise StoreError(f"{key} holds negative depth (frames {start}..{end - 1})")
 
 
-DEFAULT_NOISER = "reald2iff"
+DEFAULT_NOISER = "reald2iff-texture-shift"  # RealD²iff with every stage: diffusion, sensor texture and
+# twin registration (realdiff/reald2iff.py, sections 2-6); `--noiser reald2iff` for the diffusion stages alone
 
 
 def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[str] | None = None,

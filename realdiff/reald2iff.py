@@ -69,6 +69,18 @@ r"""RealD²iff: a hierarchical clean-to-noisy depth diffusion model, read top to
    keeps the texture's orientation), adding them to the inverse depth before the readout on flat
    pixels only: those farther than 3 px from a clean-depth jump of more than 2 %, a generated hole
    or the image border. Near edges and holes the fine stage's output stands as it is.
+
+6. Twin registration (optional; a model has it when cfg.shifts > 0, added by `realdiff shift`).
+   Real frames do not sit exactly on their twin renders: the poses they are rendered from are a few
+   pixels off (7-Scenes train split: dy 1.2 +- 1.6 px, dx 0.7 +- 3.1 px, see fit_shifts). Given the
+   clean depth alone, the diffusion stages can learn only the mean of that misregistration, a blur at
+   depth edges, where the real residual is large and of either sign. This stage keeps each train
+   frame's best integer shift (dy, dx) and, at inference, moves the frame's clean depth by one of them,
+
+       c'(i, j) = c(i + s dy, j + s dx)     s = f / f_train (a pose error is an angle; rounded),
+
+   drawn by the frame's generator after all the draws above, before the diffusion stages; the
+   output has no reading where the unshifted clean depth has none.
 """
 from __future__ import annotations
 
@@ -287,6 +299,37 @@ def paste_texture(bank: torch.Tensor, pick: torch.Tensor, turn: torch.Tensor, H:
     return tiles.reshape(*lead, ny * T, nx * T)[..., :H, :W]
 
 
+def shift_depth(clean: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """clean (B, H, W) moved by integer shift (B, 2) = (dy, dx): out(i, j) = clean(i + dy, j + dx),
+    continued by the nearest edge pixel beyond the image."""
+    B, H, W = clean.shape
+    rows = (torch.arange(H)[None] + shift[:, :1]).clamp(0, H - 1)
+    cols = (torch.arange(W)[None] + shift[:, 1:]).clamp(0, W - 1)
+    return clean[torch.arange(B)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def fit_shifts(clean: torch.Tensor, real: torch.Tensor, radius: int = 6, px: int = 4) -> torch.Tensor:
+    """(N, 2) integer (dy, dx), |dy|, |dx| <= radius: for each frame the shift_depth of clean that best
+    matches real near clean-depth edges (where a misregistration shows), i.e. the least mean of
+    min(|z - c'| / z, 0.1) over real readings z within px of an edge and at least radius from the
+    border; (0, 0) for a frame without such a pixel. clean, real: (N, H, W) metres."""
+    out = []
+    k = 2 * radius + 1
+    for s in range(0, len(clean), 16):
+        c, z = clean[s:s + 16], real[s:s + 16]
+        H, W = c.shape[1:]
+        m = near_edges(c, torch.zeros_like(c, dtype=torch.bool), px=px) & (z > 0) & (c > 0)
+        m[:, :radius], m[:, H - radius:], m[:, :, :radius], m[:, :, W - radius:] = False, False, False, False
+        n = m.sum((1, 2)).clamp_min(1)
+        p = F.pad(c[:, None], (radius,) * 4, mode="replicate")[:, 0]
+        cost = torch.stack([(torch.where(m, ((z - p[:, radius + dy:radius + dy + H, radius + dx:radius + dx + W]).abs()
+                                              / z.clamp_min(1e-3)).clamp_max(0.1), 0.0)).sum((1, 2)) / n
+                            for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], 1)
+        best = torch.where(m.flatten(1).any(1), cost.argmin(1), (k * k) // 2)  # (0, 0) is the centre
+        out.append(torch.stack([best // k - radius, best % k - radius], 1))
+    return torch.cat(out) if out else torch.zeros(0, 2, dtype=torch.long)
+
+
 # --- 2. networks ---------------------------------------------------------------------------------
 
 @dataclass
@@ -477,6 +520,8 @@ class ModelConfig:
     levels: tuple = ()  # the sensor's readout levels (fit_levels), set by training
     texture_tiles: int = 0  # tiles in the sensor-texture bank (docstring, 5; 0 = no texture stage)
     texture_size: int = 64  # their side in pixels
+    shifts: int = 0  # twin-registration shifts kept (docstring, 6; 0 = no registration stage)
+    shift_focal: float = 0.0  # the training camera's focal length (px) they were measured at
 
     def __post_init__(self):
         if self.coarse is None and self.fine is None:
@@ -489,6 +534,8 @@ class ModelConfig:
             raise ValueError("sampling steps must be >= 1")
         if self.texture_tiles < 0 or self.texture_size < 1:
             raise ValueError("texture_tiles must be >= 0 and texture_size >= 1")
+        if self.shifts < 0 or (self.shifts and not self.shift_focal > 0):
+            raise ValueError("shifts must be >= 0, and a registration stage needs shift_focal > 0")
         for stage, net, size in (("coarse", self.coarse, PAD // COARSE), ("fine", self.fine, PAD)):
             if net is not None and size % net.granularity():
                 raise ValueError(f"{stage} stage: folding {net.unshuffle}x{net.unshuffle} pixels with "
@@ -510,6 +557,8 @@ class RealD2iff(nn.Module):
         self.fine = UNet(cfg.fine) if cfg.fine else None
         T = cfg.texture_size  # the sensor-texture bank (docstring, 5): a buffer saved with the weights
         self.register_buffer("texture", torch.zeros(cfg.texture_tiles, T, T) if cfg.texture_tiles else None)
+        # the twin-registration stage (docstring, 6): (dy, dx) per train frame, pixels at shift_focal
+        self.register_buffer("shift_bank", torch.zeros(cfg.shifts, 2) if cfg.shifts else None)
 
     def draw_noise(self, shape_hw, rngs, fine: bool = True) -> dict:
         """Every random number one sampling run needs, frame by frame: each frame's numpy Generator
@@ -517,7 +566,7 @@ class RealD2iff(nn.Module):
         H, W = shape_hw
         shapes = {"coarse": (self.cfg.coarse_steps, 2, H // COARSE, W // COARSE) if self.coarse else None,
                   "fine": (self.cfg.fine_steps, 2, H, W) if self.fine is not None and fine else None}
-        out = {k: [] for k in (*shapes, "pick", "turn")}
+        out = {k: [] for k in (*shapes, "pick", "turn", "shift")}
         T = self.cfg.texture_size
         n_tiles = -(-H // T) * -(-W // T) if self.texture is not None and fine else 0
         g = torch.Generator()
@@ -529,16 +578,24 @@ class RealD2iff(nn.Module):
             if n_tiles:  # drawn after the diffusion noise, so the stages above draw what they did without
                 out["pick"].append(torch.randint(len(self.texture), (n_tiles,), generator=g))
                 out["turn"].append(torch.randint(2, (n_tiles,), generator=g))
+            if self.shift_bank is not None:  # last again: the draws above stay what they were
+                out["shift"].append(self.shift_bank[torch.randint(len(self.shift_bank), (), generator=g)].float())
         return {k: torch.stack(v, 1 if k in shapes else 0) if v else None for k, v in out.items()}
 
     @torch.no_grad()
-    def generate(self, clean: np.ndarray, rngs: list, fine: bool = True) -> np.ndarray:
+    def generate(self, clean: np.ndarray, rngs: list, fine: bool = True, focal: float | None = None) -> np.ndarray:
         """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
-        fine=False leaves the fine stage out (the coarse stage's output alone)."""
+        fine=False leaves the fine stage out (the coarse stage's output alone); focal: the camera's
+        focal length in pixels, which scales the registration shifts (default: the training camera's)."""
         B, H, W = clean.shape
         Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
-        c = F.pad(torch.tensor(clean, dtype=torch.float32), (0, Wp - W, 0, Hp - H))
         noise = self.draw_noise((Hp, Wp), rngs, fine)
+        c0 = torch.tensor(clean, dtype=torch.float32)
+        c = c0
+        if noise["shift"] is not None:
+            scale = focal / self.cfg.shift_focal if focal else 1.0
+            c = shift_depth(c0, (noise["shift"] * scale).round().long())
+        c = F.pad(c, (0, Wp - W, 0, Hp - H))
         cond = encode_condition(c)
         coarse = torch.zeros(B, 2, Hp // COARSE, Wp // COARSE)
         coarse[:, 1] = -1
@@ -556,7 +613,8 @@ class RealD2iff(nn.Module):
         if noise["pick"] is not None:
             texture = paste_texture(self.texture.float(), noise["pick"], noise["turn"], Hp, Wp)
             texture = torch.where(near_edges(c, x[:, 1] > 0), 0.0, texture)
-        return decode(c, x, self.cfg.levels, texture)[:, :H, :W].numpy().astype(np.float32)
+        out = decode(c, x, self.cfg.levels, texture)[:, :H, :W]
+        return torch.where(c0 > 0, out, 0.0).numpy().astype(np.float32)
 
     def for_inference(self, bf16: bool) -> "RealD2iff":
         """Ready for fast CPU sampling: bfloat16 weights with bf16 (1.4x faster than autocast here).
@@ -566,6 +624,8 @@ class RealD2iff(nn.Module):
             self.to(torch.bfloat16)
             if self.texture is not None:  # the texture bank stays float32: it is added, not multiplied
                 self.texture = self.texture.float()
+            if self.shift_bank is not None:  # and the shifts exact
+                self.shift_bank = self.shift_bank.float()
         return self
 
 
@@ -658,6 +718,7 @@ class RealD2iffNoiser(NoiseModel):
             torch.set_num_threads(self.threads)
         out = np.empty_like(depth)
         n = max(1, self.batch * 128 * 128 // (depth.shape[1] * depth.shape[2]))  # bounded memory
+        focal = float(K[0, 0] + K[1, 1]) / 2
         for s in range(0, len(depth), n):
-            out[s:s + n] = self.model.generate(depth[s:s + n], rngs[s:s + n])
+            out[s:s + n] = self.model.generate(depth[s:s + n], rngs[s:s + n], focal=focal)
         return out

@@ -26,7 +26,7 @@ from realdiff import metrics
 from realdiff.evaluate import load_split
 from realdiff.reald2iff import (COARSE, PAD, ModelConfig, NetConfig, RealD2iff, alpha_sigma, coarse_condition,
                                 coarse_target, dequantise, discrepancy_weight, encode_condition,
-                                encode_target, fgs_loss, fit_levels, load_model, q_sample, save_model,
+                                encode_target, fgs_loss, fit_levels, fit_shifts, load_model, q_sample, save_model,
                                 texture_tiles, upsample, weighted_mse)
 
 
@@ -364,14 +364,46 @@ def add_texture(pairs, model_path, out, tiles: int = 256, size: int = 64, seed: 
     if len(bank) == 0:
         raise ValueError(f"{pairs}: no {size}x{size} tile of the train split is flat enough for a texture bank")
     keep = np.sort(np.random.default_rng(seed).permutation(len(bank))[:tiles])
-    cfg = ModelConfig(**{**model.cfg.to_dict(), "texture_tiles": len(keep), "texture_size": size,
-                         "name": name or f"{model.cfg.name}-texture"})
-    textured = RealD2iff(cfg).eval()
-    textured.load_state_dict({**model.state_dict(), "texture": bank[torch.from_numpy(keep)]})
-    meta = {**meta, "texture_from": json.dumps({"pairs": str(pairs), "model": str(model_path), "tiles": len(keep),
-                                                "of": len(bank), "size": size, "seed": seed})}
-    vcfg = TrainConfig(seed=seed)
-    meta["val"] = json.dumps(_validate(textured, PairData(pairs, "val", frames=vcfg.val_frames), vcfg))
-    save_model(textured, out, meta)
+    meta = _save_with_stage(model, meta, pairs, out,
+                            {"texture_tiles": len(keep), "texture_size": size, "name": name or f"{model.cfg.name}-texture"},
+                            {"texture": bank[torch.from_numpy(keep)]}, "texture_from",
+                            {"pairs": str(pairs), "model": str(model_path), "tiles": len(keep), "of": len(bank),
+                             "size": size, "seed": seed}, seed)
     return {"out": str(out), "tiles": len(keep), "candidates": len(bank), "seconds": time.time() - t0,
             "meta": meta}
+
+
+def add_registration(pairs, model_path, out, radius: int = 6, name: str | None = None) -> dict:
+    """Give a model the twin-registration stage (realdiff.reald2iff docstring, 6): fit each train
+    frame's shift between its real and clean depth (fit_shifts) and write the model with them to
+    `out` (its name + "-shift" unless `name`)."""
+    model, meta = load_model(model_path)
+    if model.shift_bank is not None:
+        raise ValueError(f"{model_path}: already has a registration stage")
+    if radius < 1:
+        raise ValueError("--radius must be >= 1")
+    t0 = time.time()
+    data = PairData(pairs, "train")
+    shifts = fit_shifts(data.clean, data.real, radius)
+    focal = float(data.K[0][0] + data.K[1][1]) / 2
+    stats = {"pairs": str(pairs), "model": str(model_path), "radius": radius, "frames": len(shifts),
+             "mean": shifts.float().mean(0).tolist(), "std": shifts.float().std(0).tolist(),
+             "at_radius": float((shifts.abs() == radius).any(1).float().mean())}
+    meta = _save_with_stage(model, meta, pairs, out,
+                            {"shifts": len(shifts), "shift_focal": focal, "name": name or f"{model.cfg.name}-shift"},
+                            {"shift_bank": shifts.float()}, "shifts_from", stats)
+    return {"out": str(out), "seconds": time.time() - t0, "stats": stats, "meta": meta}
+
+
+def _save_with_stage(model: RealD2iff, meta: dict, pairs, out, config: dict, buffers: dict, key: str,
+                     info: dict, seed: int = 0) -> dict:
+    """Write `model` with a stage added after training (texture, registration): its config updated
+    with `config`, its weights with `buffers`, `info` in the metadata under `key` and the fast
+    validation metrics under "val". Returns the metadata."""
+    staged = RealD2iff(ModelConfig(**{**model.cfg.to_dict(), **config})).eval()
+    staged.load_state_dict({**model.state_dict(), **buffers})
+    meta = {**meta, key: json.dumps(info)}
+    vcfg = TrainConfig(seed=seed)
+    meta["val"] = json.dumps(_validate(staged, PairData(pairs, "val", frames=vcfg.val_frames), vcfg))
+    save_model(staged, out, meta)
+    return meta

@@ -139,6 +139,11 @@ def test_two_sample_accuracy():
     assert M.two_sample_accuracy(clean, real, clean, **kw) > 0.9  # no noise (and no holes to give it away)
     quick = dict(n_patches=300, steps=20, seed=5)
     assert M.two_sample_accuracy(clean, real, clean, **quick) == M.two_sample_accuracy(clean, real, clean, **quick)
+    # patch by patch: the same test, its locations in whole held-out frames
+    t = M.two_sample_test(clean, real, clean, **quick)
+    hits = (t["real_logit"] > 0).sum() + (t["gen_logit"] <= 0).sum()
+    assert hits / (2 * len(t["frame"])) == M.two_sample_accuracy(clean, real, clean, **quick)
+    assert len(set(t["frame"].tolist())) == 2 and (t["y"] <= clean.shape[1] - 32).all()  # 20 % of 10 frames
 
 
 def test_score_keys_and_cached_real_stats(monkeypatch):

@@ -165,19 +165,19 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
 
 
 def test_default_noiser_is_reald2iff_and_independent_of_workers(store, tmp_path):
-    """`realdiff noisify store.zarr` with no flag: the committed RealD²iff weights, same result
+    """`realdiff noisify store.zarr` with no flag: the committed RealD²iff model with every stage, same result
     for 1 and 2 worker processes, readings only where the clean depth has one, realistic size."""
     a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
     shutil.copytree(store, a)
     shutil.copytree(store, b)
     p = run_realdiff("noisify", a, "--quiet", "--workers", "1")
     assert p.returncode == 0, p.stderr
-    assert "reald2iff" in p.stdout
+    assert "reald2iff-texture-shift" in p.stdout
     run_realdiff("noisify", b, "--quiet", "--workers", "2", check=True)
     out, clean = _noisy(a), zarr.open_group(a)["data/front_depth"][:]
     np.testing.assert_array_equal(out, _noisy(b))
     meta = zarr.open_group(a)["data/front_depth_noisy"].attrs["noisify"]
-    assert meta["config"]["noiser"] == "reald2iff" and meta["complete"]
+    assert meta["config"]["noiser"] == "reald2iff-texture-shift" and meta["complete"]
     assert np.all(out[clean == 0] == 0)
     valid = (clean > 0) & (out > 0)
     holes = np.mean(~(out[clean > 0] > 0))

@@ -14,9 +14,9 @@ import torch
 from realdiff import load_noiser
 from realdiff.reald2iff import (A_ASINH, MODEL_VERSION, S_INV, ModelConfig, RealD2iff, RealD2iffNoiser,
                                 decode, dequantise, discrepancy_weight, encode_target, fgs_loss, fit_levels,
-                                frequency_weight, load_model, near_edges, paste_texture, q_sample, save_model,
-                                snap_to_levels, weighted_mse)
-from realdiff.train import PairData, add_texture, make_config, train
+                                fit_shifts, frequency_weight, load_model, near_edges, paste_texture, q_sample,
+                                save_model, shift_depth, snap_to_levels, weighted_mse)
+from realdiff.train import PairData, add_registration, add_texture, make_config, train
 from tests.conftest import assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
@@ -267,6 +267,62 @@ def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model,
         add_texture(pairs, out, tmp_path / "twice.pt")
     p = run_realdiff("texture", out, "--pairs", pairs, "--out", tmp_path / "twice.pt")
     assert_one_line_error(p, "already has a texture stage")
+
+
+# --- the twin-registration stage -------------------------------------------------------------------
+
+def test_shift_depth_moves_each_frame_and_continues_its_edge():
+    c = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5)
+    out = shift_depth(c, torch.tensor([[1, -2], [0, 0]]))
+    assert torch.equal(out[1], c[1])
+    assert out[0, 0, 2] == c[0, 1, 0] and out[0, 2, 4] == c[0, 3, 2]  # out(i, j) = c(i + 1, j - 2)
+    assert torch.equal(out[0, :, 0], c[0, [1, 2, 3, 3], 0])  # beyond the image: the nearest edge pixel
+    assert torch.equal(out[0, 3], out[0, 2])
+
+
+def test_fit_shifts_recovers_a_known_misregistration():
+    clean = torch.from_numpy(_smooth_clean(B=3))
+    clean[2] = 2.0  # a frame without edges: nothing to fit, (0, 0)
+    real = shift_depth(clean, torch.tensor([[2, -3], [-1, 0], [4, 4]]))
+    real = real * (1 + 0.002 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0)))
+    assert fit_shifts(clean, real, radius=4).tolist() == [[2, -3], [-1, 0], [0, 0]]
+    assert fit_shifts(clean[:2], clean[:2], radius=4).tolist() == [[0, 0], [0, 0]]
+
+
+def test_registration_stage_noises_the_shifted_depth_scaled_by_focal_length():
+    m = _model()
+    cfg = {**m.cfg.to_dict(), "shifts": 1, "shift_focal": 300.0}
+    reg = RealD2iff(ModelConfig(**cfg)).eval()
+    reg.load_state_dict({**m.state_dict(), "shift_bank": torch.tensor([[0.0, 3.0]])})
+    clean = _smooth_clean()
+    rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
+    moved = shift_depth(torch.from_numpy(clean), torch.tensor([[0, 3], [0, 3]])).numpy()
+    out = reg.generate(clean, rngs())
+    assert np.array_equal(out, np.where(clean > 0, m.generate(moved, rngs()), 0))  # drawn last: same noise
+    assert np.array_equal(out, reg.generate(clean, rngs()))  # deterministic
+    assert np.allclose(reg.generate(clean[1:], [np.random.default_rng(1)])[0], out[1], atol=1e-5)
+    third = shift_depth(torch.from_numpy(clean), torch.tensor([[0, 1], [0, 1]])).numpy()  # f = f_train / 3
+    assert np.array_equal(reg.generate(clean, rngs(), focal=100.0), np.where(clean > 0, m.generate(third, rngs()), 0))
+    with pytest.raises(ValueError, match="shift_focal"):
+        ModelConfig(**{**cfg, "shift_focal": 0.0})
+
+
+def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
+    out = tmp_path / "shifted.pt"
+    r = add_registration(pairs, tiny_model, out, radius=3)
+    m, meta = load_model(out)
+    K = PairData(pairs, "train").K
+    assert m.shift_bank.shape == (2, 2) and m.cfg.name == "reald2iff-shift"
+    assert m.cfg.shift_focal == pytest.approx((K[0][0] + K[1][1]) / 2)  # the fixture's camera
+    assert m.shift_bank.abs().max() <= 3 and json.loads(meta["shifts_from"])["frames"] == 2 == r["stats"]["frames"]
+    noiser = RealD2iffNoiser(weights=str(out))
+    K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
+    d = _smooth_clean(H=128, W=128)
+    assert np.array_equal(noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="already has a registration stage"):
+        add_registration(pairs, out, tmp_path / "twice.pt")
+    p = run_realdiff("shift", out, "--pairs", pairs, "--out", tmp_path / "twice.pt")
+    assert_one_line_error(p, "already has a registration stage")
 
 
 # --- saving and loading ---------------------------------------------------------------------------
