@@ -173,6 +173,10 @@ def _unfinished_creation(path: Path) -> bool:
         return False
     if {c.name for c in path.iterdir()} <= {LOCK_FILE}:
         return True
+    if not (path / "zarr.json").is_file():  # zarr writes a skeleton's metadata files concurrently, so
+        # a kill can leave some of them without the root's
+        skeleton = {LOCK_FILE, "data/zarr.json", "meta/zarr.json", "meta/episode_ends/zarr.json"}
+        return {f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file()} <= skeleton
     try:
         root = zarr.open_group(path, mode="r")
         with warnings.catch_warnings():  # zarr warns that the lock file is not one of its nodes

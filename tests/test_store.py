@@ -118,7 +118,7 @@ def test_half_committed_episode_is_invisible_and_repaired(tmp_path, small_store)
     assert all(a.shape[0] == s.n_frames for _, a in root["data"].arrays())
 
 
-@pytest.mark.parametrize("stage", ["lock", "root", "skeleton"])
+@pytest.mark.parametrize("stage", ["lock", "root", "skeleton", "skeleton without root"])
 def test_killed_while_creating_the_store_is_rebuilt(tmp_path, stage):
     """A run killed between creating the folder and writing the schema attributes (written last)
     leaves a lock file and a zarr skeleton without attributes; the next Writer rebuilds it."""
@@ -129,9 +129,11 @@ def test_killed_while_creating_the_store_is_rebuilt(tmp_path, stage):
     (path / LOCK_FILE).touch()
     if stage != "lock":
         root = zarr.open_group(path, mode="a")
-        if stage == "skeleton":
+        if stage.startswith("skeleton"):
             root.create_group("data")
             root.create_group("meta").create_array("episode_ends", shape=(0,), dtype="int64")
+        if stage == "skeleton without root":  # its metadata files are written concurrently
+            (path / "zarr.json").unlink()
     with Writer(path, {"task": "x"}, {"seed": 1}) as w:
         w.append_many([({"action": np.zeros((3, 2), np.float32)}, {"seed": 1, "length": 3})])
     s = Store(path)
@@ -142,6 +144,10 @@ def test_killed_while_creating_the_store_is_rebuilt(tmp_path, stage):
     with pytest.raises(StoreError, match="not a simgen store"):
         Writer(other, {}, {})
     assert "x" in zarr.open_group(other, mode="r")["data"]
+    (other / "zarr.json").unlink()  # holding data, it is not a skeleton even without its root
+    with pytest.raises(StoreError, match="not a zarr store"):
+        Writer(other, {}, {})
+    assert (other / "data" / "x" / "zarr.json").is_file()
 
 
 def _committed(path) -> int:
