@@ -259,14 +259,19 @@ def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model,
     assert torch.isfinite(m.texture).all() and m.texture.abs().max() > 0
     # the finer band in inverse depth: a few mm at 1-3 m is a few thousandths of 1/m
     assert m.texture.abs().median() < 0.05
+    _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_texture, "texture", "already has a texture stage")
+
+
+def _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add, command, message):
+    """A model with an added stage noisifies deterministically from its file; adding the stage
+    again fails, in Python and on the command line with one error line."""
     noiser = RealD2iffNoiser(weights=str(out))
     K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
     d = _smooth_clean(H=128, W=128)
     assert np.array_equal(noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3)))
-    with pytest.raises(ValueError, match="already has a texture stage"):
-        add_texture(pairs, out, tmp_path / "twice.pt")
-    p = run_realdiff("texture", out, "--pairs", pairs, "--out", tmp_path / "twice.pt")
-    assert_one_line_error(p, "already has a texture stage")
+    with pytest.raises(ValueError, match=message):
+        add(pairs, out, tmp_path / "twice.pt")
+    assert_one_line_error(run_realdiff(command, out, "--pairs", pairs, "--out", tmp_path / "twice.pt"), message)
 
 
 # --- the twin-registration stage -------------------------------------------------------------------
@@ -315,14 +320,8 @@ def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny
     assert m.shift_bank.shape == (2, 2) and m.cfg.name == "reald2iff-shift"
     assert m.cfg.shift_focal == pytest.approx((K[0][0] + K[1][1]) / 2)  # the fixture's camera
     assert m.shift_bank.abs().max() <= 3 and json.loads(meta["shifts_from"])["frames"] == 2 == r["stats"]["frames"]
-    noiser = RealD2iffNoiser(weights=str(out))
-    K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
-    d = _smooth_clean(H=128, W=128)
-    assert np.array_equal(noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3)))
-    with pytest.raises(ValueError, match="already has a registration stage"):
-        add_registration(pairs, out, tmp_path / "twice.pt")
-    p = run_realdiff("shift", out, "--pairs", pairs, "--out", tmp_path / "twice.pt")
-    assert_one_line_error(p, "already has a registration stage")
+    _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_registration, "shift",
+                                      "already has a registration stage")
 
 
 # --- saving and loading ---------------------------------------------------------------------------
