@@ -793,7 +793,7 @@ from realdiff.reald2iff import RealD2iffNoiser  # noqa: E402 (it builds on Noise
 NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
                                                  RealD2iffNoiser)}
 WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model: from_json only
-# RealD²iff weights committed beside the default (params/reald2iff.pt), loadable by name (see the
+# RealD²iff weights committed beside params/reald2iff.pt (the name reald2iff), loadable by name (see the
 # README's RealD²iff section): reald2iff-full (the full-size model, 4 ancestral coarse steps: the
 # realism table's `full`), reald2iff-2step (its coarse stage distilled to 2 steps by `realdiff
 # distill`); reald2iff is that distilled coarse stage with a cheaper fine stage; reald2iff-texture
