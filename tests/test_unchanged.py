@@ -1,0 +1,199 @@
+"""Behaviour pinned by digests recorded before the code was restructured: every committed noise
+model's output on a fixed input, a store rendered with a fixed seed (array by array), its
+noisified depth, and short training runs of RealD²iff, its distillation and a policy. Any change
+to what the code computes fails here; `python tests/test_unchanged.py` prints the digests."""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import KINECT7, make_fixture_pairs  # noqa: E402
+
+NOISERS = ("identity", "gaussian", "axial-lateral", "structured-light", "range-scaled", "reald2iff",
+           "reald2iff-full", "reald2iff-2step", "reald2iff-texture", "reald2iff-texture-shift")
+
+EXPECTED = {
+    "lift:action": "207ad1b57a6e30ac",
+    "lift:attrs": "53210c699755d10d",
+    "lift:eef_pos": "e09d8a00a745fc40",
+    "lift:eef_quat": "428024b7923bda58",
+    "lift:front_depth": "71ef4ecc124e2eb3",
+    "lift:front_extrinsics": "b26528b9ba5fff00",
+    "lift:front_rgb": "bf33bddbff536d8c",
+    "lift:front_seg": "ab63ff8ea55b9c31",
+    "lift:gripper_qpos": "318f441b12b50c24",
+    "lift:meta/episode_ends": "50287c298c08d34b",
+    "lift:object_pose": "a2f8b6c4e24a0d0b",
+    "lift:robot_qpos": "ce1671f42087795b",
+    "lift:wrist_depth": "efb3bcea7adf8009",
+    "lift:wrist_extrinsics": "476fd2b8e28a1bd3",
+    "lift:wrist_rgb": "729fc534286bf256",
+    "lift:wrist_seg": "d4238d98ecccb543",
+    "noiser:axial-lateral": "ff9d6071922d49f9",
+    "noiser:gaussian": "76ebda05ba835026",
+    "noiser:identity": "3413528e0e09570e",
+    "noiser:range-scaled": "b2015b605bb6cdaa",
+    "noiser:reald2iff": "64e443a7b6402487",
+    "noiser:reald2iff-2step": "948dd74ded2204a3",
+    "noiser:reald2iff-full": "55ec1ef0984b0b98",
+    "noiser:reald2iff-texture": "d998469f33d7d671",
+    "noiser:reald2iff-texture-shift": "a07c4286a3302adb",
+    "noiser:structured-light": "c4102a8dc55bfe40",
+    "pairs": "7532c70859648c29",
+    "pick:action": "848b7faa1e0c0ffa",
+    "pick:attrs": "c86df2ea28289203",
+    "pick:eef_pos": "3bea0e71c400e2a2",
+    "pick:eef_quat": "3e1c19d974cffd3c",
+    "pick:front_depth": "c4705fa8dc84a985",
+    "pick:front_depth_noisy": "85845ee70519fc59",
+    "pick:front_extrinsics": "1998554ae6025beb",
+    "pick:front_rgb": "36ecbf7963c71a0f",
+    "pick:front_seg": "87567a5859a86eaf",
+    "pick:gripper_qpos": "3ce311a44b0c84ed",
+    "pick:meta/episode_ends": "92898224eaec34af",
+    "pick:object_pose": "f0aebf270b64e3a8",
+    "pick:robot_qpos": "9edbd63580b9ab15",
+    "pick:wrist_depth": "6ca28469ed277e5b",
+    "pick:wrist_depth_noisy": "74aabd622eb63bde",
+    "pick:wrist_extrinsics": "9370ae4f01487b8f",
+    "pick:wrist_rgb": "b300d5cb5904bf9a",
+    "pick:wrist_seg": "4e5213310ce9b3cc",
+    "train:distill": "75e17d3541683e41",
+    "train:policy": "7dcba4f2dab1634e",
+    "train:reald2iff": "8fb76019d7e929a9",
+}
+
+
+def digest_arrays(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def fixed_depth() -> tuple[np.ndarray, np.ndarray]:
+    """Two real Kinect frames of the committed fixture (240x320, with holes) and their K."""
+    frames = [imageio.imread(KINECT7 / "frames" / f"frame-{i:06d}.depth.png") for i in (0, 300)]
+    depth = np.stack(frames).astype(np.float32) * np.float32(0.001)
+    depth[np.stack(frames) == 65535] = 0
+    return depth, np.loadtxt(KINECT7 / "camera-intrinsics.txt")
+
+
+def noiser_output(name: str, tmp: Path) -> str:
+    from realdiff import load_noiser
+
+    if name == "range-scaled":
+        saved = tmp / "range-scaled.json"
+        base = json.loads(load_noiser("structured-light").to_json())
+        saved.write_text(json.dumps({"name": "range-scaled", "version": "1",
+                                     "params": {"base": base, "scale": 0.5}}))
+        model = load_noiser(str(saved))
+    else:
+        model = load_noiser(name)
+    depth, K = fixed_depth()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frames = model.noisify_frames(depth, K, [np.random.default_rng([7, i]) for i in range(len(depth))])
+        batch = model.noisify(depth, K, np.random.default_rng(5))
+    finally:
+        torch.set_num_threads(threads)
+    return digest_arrays({"frames": frames, "batch": batch})
+
+
+def render_store(path: Path, task: str, episodes: int, res: str, extra=()) -> None:
+    from conftest import run_cli
+
+    run_cli("render", "--task", task, "--episodes", episodes, "--seed", 11, "--resolution", res,
+            "--out", path, "--quiet", *extra, check=True)
+
+
+def store_digests(path: Path) -> dict:
+    import zarr
+
+    root = zarr.open_group(path, mode="r")
+    out = {k: digest_arrays({k: a[:]}) for k, a in root["data"].arrays()}
+    out["meta/episode_ends"] = digest_arrays({"ends": root["meta/episode_ends"][:]})
+    attrs = dict(root.attrs["simgen"])
+    out["attrs"] = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]
+    return out
+
+
+def state_digest(path: Path, key: str = "state_dict") -> str:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    return digest_arrays({k: v.float().numpy() for k, v in ck[key].items()})
+
+
+def train_reald2iff(pairs: Path, out: Path) -> None:
+    from realdiff.train import make_config, train
+
+    train(pairs, out, make_config("tiny"), progress=False)
+
+
+def distill_reald2iff(pairs: Path, teacher: Path, out: Path) -> None:
+    from realdiff.distill import DistillConfig, distill
+
+    distill(pairs, teacher, out, DistillConfig(steps=1, iters=6, batch=2, val_every=3, val_frames=1, ckpt_every=3),
+            progress=False)
+
+
+def train_policy(store: Path, out: Path) -> None:
+    from policies.model import PolicyConfig
+    from policies.train import TrainConfig, train
+
+    small = PolicyConfig(crop=56, enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))
+    train(str(store), str(out), "front_depth_noisy", ["front", "wrist"], "pick", small,
+          TrainConfig(steps=4, batch=4, ckpt_every=2), progress=False)
+
+
+def compute_all(tmp: Path) -> dict:
+    from realdiff.noisify import noisify_store
+
+    got = {f"noiser:{n}": noiser_output(n, tmp) for n in NOISERS}
+    store = tmp / "pick.zarr"
+    render_store(store, "pick", 2, "64x64", ("--seg", "--randomize", "all"))
+    noisify_store(store, noiser="structured-light", workers=1, progress=False)
+    got.update({f"pick:{k}": v for k, v in store_digests(store).items()})
+    lift = tmp / "lift.zarr"
+    render_store(lift, "robosuite:Lift", 1, "64x48", ("--seg",))
+    got.update({f"lift:{k}": v for k, v in store_digests(lift).items()})
+    pairs = tmp / "pairs.zarr"
+    make_fixture_pairs(pairs, val_from=650)
+    got["pairs"] = digest_arrays({k: np.asarray(a[:]) for k, a in
+                                  __import__("zarr").open_group(pairs, mode="r").arrays()})
+    train_reald2iff(pairs, tmp / "tiny.pt")
+    got["train:reald2iff"] = state_digest(tmp / "tiny.pt")
+    distill_reald2iff(pairs, tmp / "tiny.pt", tmp / "student.pt")
+    got["train:distill"] = state_digest(tmp / "student.pt")
+    train_policy(store, tmp / "run")
+    got["train:policy"] = state_digest(tmp / "run" / "policy.pt")
+    return got
+
+
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory):
+    return compute_all(tmp_path_factory.mktemp("unchanged"))
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_output_is_what_it_was_before_the_restructuring(computed, key):
+    assert computed[key] == EXPECTED[key], key
+
+
+def test_every_recorded_digest_is_checked(computed):
+    assert sorted(computed) == sorted(EXPECTED)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        print(json.dumps(compute_all(Path(d)), indent=4))
