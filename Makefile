@@ -1,14 +1,14 @@
 # Two commands do everything on a fresh machine:
 #   make demo   install, render a small pick dataset, add sensor-like depth, summarise it and
 #               write previews to out/
-#   make test   install with test extras and run the test suite
-# and `make pipeline` runs the six stages (pair, train the noiser, render, noisify, train a
-# policy, evaluate it) end to end on small defaults.
+#   make test   install with test extras, check lint and format (ruff), run the test suite
+# `make test-slow` runs the tests marked slow (kills and resumes, end-to-end runs), `make pipeline`
+# the six stages (pair, train the noiser, render, noisify, train a policy, evaluate it) end to end
+# on small defaults, `make bench` the throughput benchmarks.
 VENV ?= .venv
 BIN := $(VENV)/bin
-export MUJOCO_GL ?= egl
 
-.PHONY: demo test bench pipeline setup clean
+.PHONY: demo test test-slow bench pipeline setup clean
 
 setup:
 	./scripts/setup.sh
@@ -22,7 +22,13 @@ demo: setup
 
 test:
 	./scripts/setup.sh test
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow:
+	./scripts/setup.sh test
+	$(BIN)/python -m pytest -q -m slow
 
 pipeline: setup
 	./scripts/pipeline.sh

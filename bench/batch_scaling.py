@@ -65,7 +65,7 @@ def main() -> None:
 
             os.environ.setdefault("RAY_worker_niceness", "0")  # as simgen.batch does for a local Ray
             t0 = time.perf_counter()
-            from simgen.runner import WORKER_ENV
+            from plumbing.procs import WORKER_ENV
 
             ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
                      log_to_driver=False, logging_level="ERROR", runtime_env={"env_vars": dict(WORKER_ENV)})

@@ -22,16 +22,13 @@ for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 def _run(args: tuple[str, str, list[int]]) -> list[tuple[int, bool, int]]:
-    from simgen.env import Env, run_episode
+    from simgen.env import run_episode
     from simgen.randomize import Randomization
-    from simgen.robosuite_env import RobosuiteEnv, is_robosuite_task
-    from tasks import get_task
+    from tasks import make_env
 
     task, spec, seeds = args
     out = []
-    env = (RobosuiteEnv(task, cameras=()) if is_robosuite_task(task)
-           else Env(get_task(task, Randomization.parse(spec)), cameras=[]))
-    with env:
+    with make_env(task, cameras=(), randomize=Randomization.parse(spec)) as env:
         for s in seeds:
             _, info = run_episode(env, s)
             out.append((s, bool(info["success"]), int(info["length"])))
@@ -40,12 +37,10 @@ def _run(args: tuple[str, str, list[int]]) -> list[tuple[int, bool, int]]:
 
 def main() -> None:
     from policies.evaluate import wilson_interval
-    from simgen.robosuite_env import PREFIX, TASKS
     from tasks import task_names
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default=",".join(task_names() + [PREFIX + n for n in TASKS]),
-                    help="comma-separated (default: every native task, robosuite:Lift, robosuite:Stack)")
+    ap.add_argument("--tasks", default=",".join(task_names()), help="comma-separated (default: every task)")
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--randomize", default="", help="as `simgen render --randomize` (default: defaults; "
                     "robosuite tasks always use robosuite's own randomisation)")

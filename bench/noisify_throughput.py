@@ -25,12 +25,10 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from realdiff.noisify import DEFAULT_NOISER, noisify_store  # noqa: E402
-from simgen.runner import RenderConfig, render_dataset  # noqa: E402
+from realdiff.noisify import DEFAULT_NOISER, noisify_store
+from simgen.runner import RenderConfig, render_dataset
 
 CAMS = ("front", "wrist")
 
@@ -60,7 +58,7 @@ def profile(noiser: str) -> None:
     import torch
     from torch.profiler import profile as torch_profile
 
-    from realdiff.noise_models import load_noiser
+    from realdiff.sensors import load_noiser
 
     model = load_noiser(noiser)
     depth = np.random.default_rng(0).uniform(0.6, 1.6, (model.batch, 128, 128)).astype(np.float32)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from realdiff.evaluate import COLUMNS
-from realdiff.reald2iff import RealD2iffNoiser
+from realdiff.reald2iff.noiser import RealD2iffNoiser
 
 BASELINES = ["identity", "gaussian", "axial-lateral", "structured-light"]
 
@@ -128,7 +128,7 @@ def example_grid(pairs: str, model: str, out: Path, frames=(20, 100, 180), seed:
     import numpy as np
 
     from realdiff import load_noiser
-    from realdiff.evaluate import load_split
+    from realdiff.pairs import load_split
     from simgen.preview import colorize_depth
 
     clean, real, K, ids = load_split(pairs, "val")

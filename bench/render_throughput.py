@@ -25,16 +25,13 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from simgen.cameras import get_cameras  # noqa: E402
-from simgen.env import Env  # noqa: E402
-from simgen.runner import WORKER_ENV, RenderConfig, render_dataset  # noqa: E402
-from simgen.scene import DEFAULT_MESH_DETAIL  # noqa: E402
-from tasks import get_task  # noqa: E402
+from plumbing.procs import WORKER_ENV
+from simgen.render import depth_renderer
+from simgen.runner import RenderConfig, render_dataset
+from simgen.scene import DEFAULT_MESH_DETAIL
+from tasks import make_env
 
 CAMS = ["front", "wrist"]
 
@@ -69,7 +66,9 @@ def bench_bare(steps: int) -> float:
     """The same physics and images as simgen's pick episodes with nothing else: the joint
     servo targets of expert episodes are recorded first (untimed), then replayed open loop
     with `mj_step` sub-steps and a plain `mujoco.Renderer` depth render of each camera."""
-    env = Env(get_task("pick"), get_cameras(CAMS))
+    import mujoco  # after simgen, which sets MUJOCO_GL
+
+    env = make_env("pick", CAMS)
     m, d = env.model, env.data
     episodes, recorded, seed = [], 0, 0
     while recorded < steps:
@@ -85,10 +84,7 @@ def bench_bare(steps: int) -> float:
         episodes.append((seed, ctrls))
         recorded += len(ctrls)
         seed += 1
-    r = mujoco.Renderer(m, 128, 128)
-    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                 mujoco.mjtRndFlag.mjRND_SKYBOX):
-        r.scene.flags[flag] = 0
+    r = depth_renderer(m, 128, 128)
     r.enable_depth_rendering()
     elapsed = 0.0
     for seed, ctrls in episodes:
@@ -109,9 +105,9 @@ def bench_bare(steps: int) -> float:
 
 def decimation_error(episodes: int = 3) -> dict:
     """Depth of decimated versus full robot meshes over the states of a few expert episodes."""
-    cams = get_cameras(CAMS)
-    full = Env(get_task("pick"), cams, seg=True, mesh_detail=1.0)
-    dec = Env(get_task("pick"), cams, mesh_detail=DEFAULT_MESH_DETAIL)
+    import mujoco
+    full = make_env("pick", CAMS, seg=True, mesh_detail=1.0)
+    dec = make_env("pick", CAMS, mesh_detail=DEFAULT_MESH_DETAIL)
     faces = {}
     for name, e in (("full", full), ("decimated", dec)):
         m = e.model

@@ -8,7 +8,7 @@ and a heat map matrix.png in --out. Every stage is a CLI command, printed before
 resumes or is skipped when its output exists, so a killed benchmark is finished by running it again.
 
 The wrist camera (5-25 cm) gets each noiser built 10 times smaller (`--range-scale wrist=0.1`, a
-short-range sensor: see RangeScaled in realdiff/noise_models.py), both for the training depth and
+short-range sensor: see RangeScaled in realdiff/sensors/range_scaled.py), both for the training depth and
 for the sensor at evaluation; the front camera (about 1 m) gets the room-scale noisers as they are.
 
 CPU configuration (the defaults, 2 cores): 200 demonstrations, front and wrist cameras at 128x128
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.sensors import make_sensor, sensor_model
-from realdiff.noise_models import parse_range_scale
+from realdiff.sensors import parse_range_scale
 from realdiff.noisify import is_noisified
 from simgen.store import Store
 

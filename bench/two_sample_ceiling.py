@@ -42,8 +42,11 @@ import numpy as np
 import torch
 
 from realdiff import metrics
-from realdiff.evaluate import generate, load_split
-from realdiff.reald2iff import RealD2iffNoiser, dequantise, flat_texture, lowpass, near_edges, snap_to_levels
+from realdiff.evaluate import generate
+from realdiff.pairs import load_split
+from realdiff.reald2iff.model import dequantise, snap_to_levels
+from realdiff.reald2iff.noiser import RealD2iffNoiser
+from realdiff.reald2iff.stages import flat_texture, lowpass, near_edges
 
 
 def main() -> None:
@@ -104,7 +107,7 @@ def main() -> None:
 
 
 def dequantised(real: np.ndarray, levels: tuple) -> torch.Tensor:
-    """realdiff.reald2iff.dequantise over (N, H, W) real depth, 16 frames at a time."""
+    """realdiff.reald2iff.model.dequantise over (N, H, W) real depth, 16 frames at a time."""
     r = torch.from_numpy(np.ascontiguousarray(real))
     return torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
 

@@ -4,7 +4,7 @@ Runs the two-sample test of `realdiff eval` (realdiff.metrics.two_sample_test, t
 patches and split) for each noiser and seed on the validation split, and reports the classifier's
 accuracy on the test patches grouped by what lies in the patch:
   near edges   the fraction of its pixels within 3 px of a clean-depth jump of more than 2 %, a
-               real hole or the image border (realdiff.reald2iff.near_edges);
+               real hole or the image border (realdiff.reald2iff.stages.near_edges);
   real holes   the fraction of its clean-depth pixels without a real reading;
   real residual  the standard deviation of (real - clean) / m over its readings (m: the patch's mean
                clean depth), by fifths of all test patches.
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from realdiff import load_noiser, metrics
-from realdiff.evaluate import generate, load_split
-from realdiff.reald2iff import near_edges
+from realdiff.evaluate import generate
+from realdiff.pairs import load_split
+from realdiff.reald2iff.stages import near_edges
 
 PATCH = 32  # two_sample_accuracy's
 

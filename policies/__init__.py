@@ -1,1 +1,2 @@
-"""policies: diffusion-policy training and closed-loop evaluation on depth (arrives with issue 5)."""
+"""policies: a diffusion policy trained on (noisified) depth from simgen stores, and judged in
+closed loop under any sensor model (model, data, train, sensors, evaluate, cli)."""

@@ -1,3 +1,5 @@
+import sys
+
 from policies.cli import main
 
-main()
+sys.exit(main())

@@ -86,18 +86,23 @@ class Normalizer:
         return np.stack([z, valid], -3).astype(np.float32)
 
 
-def crop(images: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
-    """(B, ..., H, W) -> (B, ..., size, size): a random crop per sample (rng) or the centre (None)."""
+def crop_size(H: int, W: int, frac: float) -> tuple[int, int]:
+    """The (height, width) of a crop keeping `frac` of an H x W image's height and width."""
+    return max(1, round(frac * H)), max(1, round(frac * W))
+
+
+def crop(images: np.ndarray, frac: float, rng: np.random.Generator | None) -> np.ndarray:
+    """(B, ..., H, W) -> (B, ..., h, w), (h, w) = crop_size(H, W, frac): a random crop per sample
+    (rng) or the centre (None)."""
     H, W = images.shape[-2:]
-    if size > min(H, W):
-        raise ValueError(f"crop {size} is larger than the {H}x{W} images")
+    h, w = crop_size(H, W, frac)
     if rng is None:
-        y, x = (H - size) // 2, (W - size) // 2
-        return images[..., y:y + size, x:x + size]
-    out = np.empty(images.shape[:-2] + (size, size), images.dtype)
-    for i, (y, x) in enumerate(zip(rng.integers(0, H - size + 1, len(images)),
-                                   rng.integers(0, W - size + 1, len(images)))):
-        out[i] = images[i, ..., y:y + size, x:x + size]
+        y, x = (H - h) // 2, (W - w) // 2
+        return images[..., y:y + h, x:x + w]
+    out = np.empty(images.shape[:-2] + (h, w), images.dtype)
+    for i, (y, x) in enumerate(zip(rng.integers(0, H - h + 1, len(images)),
+                                   rng.integers(0, W - w + 1, len(images)))):
+        out[i] = images[i, ..., y:y + h, x:x + w]
     return out
 
 
@@ -210,9 +215,10 @@ class PolicyData:
     def __len__(self) -> int:
         return len(self.windows)
 
-    def batch(self, idx: np.ndarray, crop_size: int, rng: np.random.Generator | None) -> dict:
-        """Samples idx as tensors: depth {camera: (B, To, 2, crop, crop)}, proprio (B, To, P),
-        action (B, T, Da), normalised; a random crop per sample with rng, the centre without."""
+    def batch(self, idx: np.ndarray, crop_frac: float, rng: np.random.Generator | None) -> dict:
+        """Samples idx as tensors: depth {camera: (B, To, 2, h, w)} (crop_frac of each side),
+        proprio (B, To, P), action (B, T, Da), normalised; a random crop per sample with rng, the
+        centre without."""
         w = self.windows[idx]
         obs_rows = w[:, :self.obs_horizon]
         which = rng.integers(0, len(self.copies), len(idx)) if len(self.copies) > 1 and rng is not None \
@@ -223,7 +229,7 @@ class PolicyData:
             for j in np.unique(which):
                 stored[which == j] = self.copy_frames[j][c].get(obs_rows[which == j])
             d = depth_from_stored(stored)  # (B, To, H, W)
-            depth[c] = torch.from_numpy(crop(self.normalizer.depth(c, d), crop_size, rng))
+            depth[c] = torch.from_numpy(crop(self.normalizer.depth(c, d), crop_frac, rng))
         return {"depth": depth,
                 "proprio": torch.from_numpy(self.normalizer.proprio(self.proprio[obs_rows])),
                 "action": torch.from_numpy(self.normalizer.actions(self.actions[w]))}

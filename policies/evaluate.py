@@ -11,10 +11,9 @@ from __future__ import annotations
 import atexit
 import json
 import math
-import multiprocessing as mp
 import os
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -22,17 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from plumbing.procs import WORKER_ENV, spawn_pool
 from policies.data import Normalizer, crop, proprio_from
 from policies.model import DiffusionPolicy, PolicyConfig, seeded_noise
 from policies.sensors import make_sensor, sensor_label, sensor_model
 from policies.train import RUN_VERSION
-from realdiff.noise_models import per_camera
-from simgen.cameras import get_cameras
+from realdiff.sensors import per_camera
 from simgen.env import Env
-from simgen.robosuite_env import RobosuiteEnv, env_name, is_robosuite_task
 from simgen.preview import colorize_depth
-from simgen.runner import WORKER_ENV, exit_when_orphaned
-from tasks import get_task
+from tasks import get_task, make_env
 
 DEFAULT_EVAL_SEED = 100_000
 
@@ -58,9 +55,19 @@ def load_run(run: str | Path) -> dict:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (torch raises many kinds for a bad file)
         raise ValueError(f"{path}: not a policy file ({type(e).__name__})") from None
+    if isinstance(bundle, dict) and bundle.get("version") == "policy-1":  # its crop in pixels
+        bundle = _crop_as_fraction(bundle)
     if not isinstance(bundle, dict) or bundle.get("version") != RUN_VERSION:
         raise ValueError(f"{path}: not a policy of version {RUN_VERSION!r}")
     return bundle
+
+
+def _crop_as_fraction(bundle: dict) -> dict:
+    """A policy saved with its crop in pixels (square, of the first camera's height) as one saved
+    with the crop as a fraction of the image, the same crop at the training images' size."""
+    policy = dict(bundle["config"]["policy"])
+    policy["crop"] = policy["crop"] / bundle["cameras"][policy["cameras"][0]]["height"]
+    return {**bundle, "version": RUN_VERSION, "config": {**bundle["config"], "policy": policy}}
 
 
 class Policy:
@@ -140,9 +147,7 @@ def _close_envs() -> None:
 
 
 def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
-                 range_scale: dict | None = None, parent: int | None = None) -> None:
-    if parent is not None:  # a pool worker (not the in-process path)
-        exit_when_orphaned(parent)
+                 range_scale: dict | None = None) -> None:
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
@@ -151,19 +156,14 @@ def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
               max_steps=max_steps)
 
 
-def _env(rgb: bool) -> Env | RobosuiteEnv:
+def _env(rgb: bool) -> Env:
+    """The worker's environment for the policy's task and cameras (with RGB if `rgb`), built once."""
     if rgb not in _W["envs"]:
         p = _W["policy"]
         w, h = (p.cameras[p.cfg.cameras[0]][k] for k in ("width", "height"))
-        if is_robosuite_task(p.task):
-            env = RobosuiteEnv(p.task, list(p.cfg.cameras), w, h, rgb=rgb)
-            Ks = {c: np.array(a["K"]) for c, a in env.camera_attrs().items()}
-        else:
-            cams = get_cameras(list(p.cfg.cameras), w, h)
-            env = Env(get_task(p.task), cams, rgb=rgb)
-            Ks = {c.name: c.K for c in cams}
-        for name, K in Ks.items():
-            if not np.allclose(K, p.cameras[name]["K"], atol=1e-3):
+        env = make_env(p.task, list(p.cfg.cameras), w, h, rgb=rgb)
+        for name, attrs in env.camera_attrs().items():
+            if not np.allclose(attrs["K"], p.cameras[name]["K"], atol=1e-3):
                 env.close()
                 raise ValueError(f"camera {name}: the simulator's intrinsics differ from the training store's")
         _W["envs"][rgb] = env
@@ -186,7 +186,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
     results.json and `videos` MP4s to `out` (default <run>/eval/<task>_<sensor>); returns the summary.
     `range_scale` {camera: s}: that camera's sensor is built s times smaller (RangeScaled)."""
     bundle = load_run(run)
-    env_name(task) if is_robosuite_task(task) else get_task(task)  # unknown: ValueError naming the known
+    get_task(task)  # unknown: ValueError naming the known ones
     if bundle["task"] != task:
         raise ValueError(f"{run} is a policy for task {bundle['task']!r}, not {task!r}")
     if episodes < 1:
@@ -212,8 +212,7 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
             torch.set_num_threads(threads)
             _close_envs()
     else:
-        with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(run), sensor, 1, max_steps, range_scale, os.getpid())) as pool:
+        with spawn_pool(workers, _init_worker, (str(run), sensor, 1, max_steps, range_scale)) as pool:
             futures = [pool.submit(_episode, s, i < videos) for i, s in enumerate(seeds)]
             for f in as_completed(futures):
                 results.append(f.result())

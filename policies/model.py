@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from realdiff.reald2iff import bf16_supported
+from plumbing.training import bf16_supported
 
 
 @dataclass
@@ -36,7 +36,8 @@ class PolicyConfig:
     obs_horizon: int = 2
     pred_horizon: int = 16
     action_horizon: int = 8  # actions executed per prediction
-    crop: int = 124  # square crop (random while training, centred at inference) of each depth image
+    crop: float = 0.97  # fraction of each side kept by the crop (random while training, centred at
+    # inference): 124 px of 128
     enc_widths: tuple = (16, 32, 32)
     feat_dim: int = 64  # per camera
     down_dims: tuple = (64, 128, 256)
@@ -58,6 +59,8 @@ class PolicyConfig:
             raise ValueError(f"pred_horizon must be a multiple of {2 ** (len(self.down_dims) - 1)}")
         if not 1 <= self.infer_steps <= self.train_steps:
             raise ValueError("infer_steps must be in 1..train_steps")
+        if not 0 < self.crop <= 1:
+            raise ValueError(f"crop {self.crop} must be the fraction of each image side kept, in (0, 1]")
         if any(w % 8 for w in self.enc_widths + self.down_dims):
             raise ValueError("widths must be multiples of 8 (GroupNorm groups)")
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from realdiff.noise_models import NoiseModel, as_noiser, load_noiser
+from realdiff.sensors import NoiseModel, as_noiser, load_noiser
 
 
 def make_sensor(spec: str) -> NoiseModel | None:

@@ -1,10 +1,9 @@
 """realdiff command line: `pair`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`."""
 from __future__ import annotations
 
-import sys
-
-from realdiff.noisify import DEFAULT_NOISER
-from simgen.cli import Parser
+from plumbing.cli import Parser, field_default, given, main_of, option, quiet
+from realdiff.reald2iff.config import DistillConfig, ModelConfig, TrainConfig
+from realdiff.sensors import COMMITTED_MODELS, DEFAULT_NOISER, NOISERS
 
 
 def cmd_pair(args) -> int:
@@ -19,13 +18,13 @@ def cmd_pair(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from realdiff.train import make_config, train
+    from realdiff.reald2iff.config import make_config
+    from realdiff.reald2iff.train import train
 
-    cfg = make_config(args.preset, coarse_iters=args.coarse_iters, fine_iters=args.fine_iters,
+    cfg = make_config(args.preset, **given(args, TrainConfig),
                       fgs_weight=0.0 if args.no_fgs else None, dgo_beta=0.0 if args.no_dgo else None,
                       no_coarse=args.no_coarse, no_fine=args.no_fine, fine_fold=args.fine_fold,
-                      name=args.name, seed=args.seed,
-                      threads=args.threads, device=args.device)
+                      name=args.name)
     r = train(args.pairs, args.out, cfg, coarse_from=args.coarse_from, fine_from=args.fine_from,
               progress=not args.quiet)
     print(f"{args.out}: {cfg.model.name} trained in {r['seconds'] / 60:.1f} min; validation "
@@ -34,10 +33,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from realdiff.distill import DistillConfig, distill
+    from realdiff.reald2iff.distill import distill
 
-    cfg = DistillConfig(**{k: v for k, v in {"steps": args.steps, "iters": args.iters, "seed": args.seed,
-                                             "threads": args.threads, "name": args.name}.items() if v is not None})
+    cfg = DistillConfig(**given(args, DistillConfig))
     r = distill(args.pairs, args.teacher, args.out, cfg, progress=not args.quiet)
     print(f"{args.out}: coarse stage distilled to {cfg.steps} steps in {r['seconds'] / 60:.1f} min; "
           f"validation ({cfg.val_frames} frames): {r['meta']['val']}")
@@ -45,7 +43,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_texture(args) -> int:
-    from realdiff.train import add_texture
+    from realdiff.reald2iff.train import add_texture
 
     r = add_texture(args.pairs, args.model, args.out, tiles=args.tiles, seed=args.seed, name=args.name)
     print(f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
@@ -54,19 +52,19 @@ def cmd_texture(args) -> int:
 
 
 def cmd_shift(args) -> int:
-    from realdiff.train import add_registration
+    from realdiff.reald2iff.train import add_registration
 
     r = add_registration(args.pairs, args.model, args.out, radius=args.radius, name=args.name)
     st = r["stats"]
-    print(f"{args.out}: registration stage of {st['frames']} shifts (dy {st['mean'][0]:+.1f} +- {st['std'][0]:.1f}, "
-          f"dx {st['mean'][1]:+.1f} +- {st['std'][1]:.1f} px; {st['at_radius']:.0%} at the radius) in "
-          f"{r['seconds']:.0f} s; validation: {r['meta']['val']}")
+    print(f"{args.out}: registration stage of {st['frames']} shifts (dy {st['mean'][0]:+.1f} +- "
+          f"{st['std'][0]:.1f}, dx {st['mean'][1]:+.1f} +- {st['std'][1]:.1f} px; {st['at_radius']:.0%} at "
+          f"the radius) in {r['seconds']:.0f} s; validation: {r['meta']['val']}")
     return 0
 
 
 def cmd_noisify(args) -> int:
-    from realdiff.noise_models import parse_range_scale
     from realdiff.noisify import noisify_store
+    from realdiff.sensors import parse_range_scale
 
     cams = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
     s = noisify_store(args.store, noiser=args.noiser, cameras=cams, suffix=args.out_key,
@@ -79,7 +77,6 @@ def cmd_noisify(args) -> int:
 
 def cmd_eval(args) -> int:
     from realdiff.evaluate import evaluate, markdown_table
-    from realdiff.noise_models import NOISERS
 
     if not args.all and not args.noiser:
         raise ValueError("give --noiser NAME or --all")
@@ -90,6 +87,10 @@ def cmd_eval(args) -> int:
     if args.out:
         print(f"wrote {args.out}/metrics.json, metrics.md, curves.png, examples_*.png")
     return 0
+
+
+RANGE_SCALE_HELP = ("give these cameras the sensor built S times smaller (depth errors and range times S), "
+                    "e.g. wrist=0.1 for a short-range wrist camera")
 
 
 def build_parser() -> Parser:
@@ -110,7 +111,7 @@ def build_parser() -> Parser:
     r.add_argument("--source", default=None, help="source name recorded (default: the folder)")
     r.add_argument("--val-from", type=int, default=600,
                    help="frames with id >= this are the validation split (default 600)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(r)
     r.set_defaults(func=cmd_pair)
 
     t = sub.add_parser("train", help="train RealD²iff (clean-to-noisy depth diffusion) on a pair store",
@@ -120,47 +121,49 @@ def build_parser() -> Parser:
                        "Checkpoints go to OUT.train/; re-running the same command resumes.")
     t.add_argument("pairs", help="pair store from `realdiff pair`")
     t.add_argument("--out", required=True, help="model file to write (EMA weights and config)")
-    t.add_argument("--preset", default="cpu", help="cpu (default, about 20 min on 2 cores), gpu (CUDA), or tiny (tests)")
-    t.add_argument("--coarse-iters", type=int, default=None, help="coarse-stage iterations (preset's)")
-    t.add_argument("--fine-iters", type=int, default=None, help="fine-stage iterations (preset's)")
+    t.add_argument("--preset", default="cpu", help="a preset in configs/realdiff/ (cpu: about 20 min on "
+                   "2 cores; gpu: a CUDA GPU) or a .toml file of your own (default cpu)")
+    option(t, TrainConfig, "coarse_iters", "coarse-stage iterations (a preset may set its own)")
+    option(t, TrainConfig, "fine_iters", "fine-stage iterations (a preset may set its own)")
     t.add_argument("--no-fgs", action="store_true", help="ablation: coarse stage without FGS")
     t.add_argument("--no-dgo", action="store_true", help="ablation: fine stage without DGO")
     t.add_argument("--no-coarse", action="store_true", help="ablation: fine stage only")
     t.add_argument("--no-fine", action="store_true", help="ablation: coarse stage only")
     t.add_argument("--fine-fold", type=int, default=None,
-                   help="pixels the fine network folds into channels per side: 4 (the preset's) or 8 "
-                   "(about half the cost; the committed default's)")
+                   help="pixels the fine network folds into channels per side (the preset's: 4; 8 costs "
+                   "about half as much, as in the committed default)")
     t.add_argument("--coarse-from", default=None,
                    help="copy the coarse stage, its steps and eta from this model file")
     t.add_argument("--fine-from", default=None, help="copy the fine stage and its steps from this model file")
-    t.add_argument("--name", default=None, help="the model's name in benchmark tables (default reald2iff)")
-    t.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    t.add_argument("--device", default=None, help="cpu or cuda (preset's)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--name", default=None, help="the model's name in benchmark tables "
+                   f"(default {field_default(ModelConfig, 'name')})")
+    option(t, TrainConfig, "seed", "seed")
+    option(t, TrainConfig, "threads", "torch CPU threads, 0 for all cores")
+    option(t, TrainConfig, "device", "cpu or cuda (a preset may set its own)")
+    quiet(t)
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("distill", help="halve a RealD²iff model's coarse sampling steps (progressive distillation)",
-                       description="Train a student coarse stage whose deterministic sampler in --steps "
-                       "steps matches the teacher's in its own number of steps; the fine stage is copied. "
-                       "Checkpoints go to OUT.distill/; re-running the same command resumes.")
+    d = sub.add_parser("distill", help="halve a RealD²iff model's coarse sampling steps (progressive "
+                       "distillation)", description="Train a student coarse stage whose deterministic "
+                       "sampler in --steps steps matches the teacher's in its own number of steps; the fine "
+                       "stage is copied. Checkpoints go to OUT.distill/; re-running the same command resumes.")
     d.add_argument("teacher", help="model file from `realdiff train` (or `realdiff distill`)")
     d.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
     d.add_argument("--out", required=True, help="student model file to write")
-    d.add_argument("--steps", type=int, default=None, help="the student's coarse steps (default 2)")
-    d.add_argument("--iters", type=int, default=None, help="iterations (default 2500, about 15 min on 2 cores)")
-    d.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    d.add_argument("--name", default=None, help="the student's name in benchmark tables "
-                   "(default: the teacher's + -STEPSstep)")
-    d.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    option(d, DistillConfig, "steps", "the student's coarse steps")
+    option(d, DistillConfig, "iters", "iterations (2500: about 15 min on 2 cores)")
+    option(d, DistillConfig, "seed", "seed")
+    option(d, DistillConfig, "name", "the student's name in benchmark tables (none: the teacher's + "
+           "-STEPSstep)", type=str)
+    option(d, DistillConfig, "threads", "torch CPU threads, 0 for all cores")
+    quiet(d)
     d.set_defaults(func=cmd_distill)
 
-    x = sub.add_parser("texture", help="give a RealD²iff model the sensor-texture stage (real texture on flat surfaces)",
-                       description="Cut 64x64 tiles of the real residual's finer band (under 4 px, in "
-                       "inverse depth) from the flat surfaces of the train split, keep --tiles of them, "
-                       "and write the model with them: at inference they are pasted at random on the "
-                       "flat surfaces of its output (see realdiff/reald2iff.py, section 5).")
+    x = sub.add_parser("texture", help="give a RealD²iff model the sensor-texture stage (real texture on "
+                       "flat surfaces)", description="Cut 64x64 tiles of the real residual's finer band "
+                       "(under 4 px, in inverse depth) from the flat surfaces of the train split, keep --tiles "
+                       "of them, and write the model with them: at inference they are pasted at random on the "
+                       "flat surfaces of its output (realdiff/reald2iff/stages.py).")
     x.add_argument("model", help="model file from `realdiff train` or `realdiff distill`")
     x.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
     x.add_argument("--out", required=True, help="model file to write")
@@ -169,17 +172,18 @@ def build_parser() -> Parser:
     x.add_argument("--name", default=None, help="the model's name (default: the model's + -texture)")
     x.set_defaults(func=cmd_texture)
 
-    r = sub.add_parser("shift", help="give a RealD²iff model the twin-registration stage (real frames' shifts from their renders)",
-                       description="Fit, for each train frame, the integer shift of the clean depth that best "
-                       "matches the real depth near depth edges, and write the model with these shifts: at "
-                       "inference each frame's clean depth is moved by one of them, scaled by the camera's "
-                       "focal length, before noising (see realdiff/reald2iff.py, section 6).")
-    r.add_argument("model", help="model file from `realdiff train`, `distill` or `texture`")
-    r.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
-    r.add_argument("--out", required=True, help="model file to write")
-    r.add_argument("--radius", type=int, default=6, help="largest shift searched, pixels (default 6)")
-    r.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
-    r.set_defaults(func=cmd_shift)
+    s = sub.add_parser("shift", help="give a RealD²iff model the twin-registration stage (real frames' "
+                       "shifts from their renders)", description="Fit, for each train frame, the integer "
+                       "shift of the clean depth that best matches the real depth near depth edges, and write "
+                       "the model with these shifts: at inference each frame's clean depth is moved by one of "
+                       "them, scaled by the camera's focal length, before noising "
+                       "(realdiff/reald2iff/stages.py).")
+    s.add_argument("model", help="model file from `realdiff train`, `distill` or `texture`")
+    s.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
+    s.add_argument("--out", required=True, help="model file to write")
+    s.add_argument("--radius", type=int, default=6, help="largest shift searched, pixels (default 6)")
+    s.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
+    s.set_defaults(func=cmd_shift)
 
     z = sub.add_parser("noisify", help="add sensor-like depth to a simgen store",
                        description="For each camera, read <camera>_depth (clean) and write "
@@ -187,20 +191,16 @@ def build_parser() -> Parser:
                        "A killed run resumes when re-run with the same settings.")
     z.add_argument("store", help="simgen store (from `simgen render`)")
     z.add_argument("--noiser", default=DEFAULT_NOISER,
-                   help="noise model: a registered name (identity, gaussian, axial-lateral, "
-                   "structured-light, reald2iff) or committed model (reald2iff-texture, "
-                   f"{DEFAULT_NOISER}, ...), a .json file saved by a model, or a .pt model from "
-                   f"`realdiff train` (default {DEFAULT_NOISER}: RealD²iff with sensor texture and "
-                   "twin registration)")
+                   help=f"noise model: a registered name ({', '.join(NOISERS)}) or committed model "
+                   f"({', '.join(COMMITTED_MODELS)}), a .json file saved by a model, or a .pt model from "
+                   f"`realdiff train` (default {DEFAULT_NOISER})")
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
-    z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]",
-                   help="give these cameras the sensor built S times smaller (depth errors and range "
-                   "times S), e.g. wrist=0.1 for a short-range wrist camera")
+    z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
     z.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     z.add_argument("--overwrite", action="store_true", help="replace an existing output array")
     z.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    z.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(z)
     z.set_defaults(func=cmd_noisify)
 
     e = sub.add_parser("eval", help="score noise models against real depth (realism benchmark)",
@@ -216,19 +216,9 @@ def build_parser() -> Parser:
     e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
     e.add_argument("--seed", type=int, default=0, help="noise and test seed (default 0)")
     e.add_argument("--no-two-sample", action="store_true", help="skip the (slower) CNN test")
-    e.add_argument("--quiet", action="store_true", help="no progress output")
+    quiet(e)
     e.set_defaults(func=cmd_eval)
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError) as e:  # StoreError is a ValueError
-        print(f"realdiff: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = main_of(build_parser)

@@ -11,37 +11,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import zarr
 from tqdm import tqdm
 
 from realdiff import metrics
-from realdiff.noise_models import load_noiser
-from realdiff.pairs import PAIRS_SCHEMA
+from realdiff.pairs import load_split
+from realdiff.sensors import load_noiser
 from simgen.preview import colorize_depth
 
 COLUMNS = [("residual_w1_mm", "residual W1 (mm)"), ("hole_f1", "hole F1"),
            ("hole_rate_abs_diff", "hole-rate diff"), ("noise_depth_rmse_mm", "noise-vs-depth RMSE (mm)"),
            ("spectrum_dist", "spectrum dist"), ("edge_rmse", "edge-profile RMSE"),
            ("two_sample_acc", "two-sample acc")]
-
-
-def load_split(pairs: str | Path, split: str):
-    """(clean, real, K, frame_ids) of a pair store's split ('train' or 'val')."""
-    try:
-        g = zarr.open_group(pairs, mode="r")
-        meta = g.attrs.get(PAIRS_SCHEMA)
-    except Exception:  # not a zarr store at all
-        meta = None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{pairs}: not a pair store (made by `realdiff pair`)")
-    if split not in meta["split"] or split == "val_from_frame":
-        raise ValueError(f"unknown split {split!r}; use train or val")
-    idx = np.array(meta["split"][split], int)
-    if idx.size == 0:
-        raise ValueError(f"{pairs}: split {split} is empty")
-    sel = slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
-    get = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: a.get_orthogonal_selection(sel))
-    return get(g["clean"]), get(g["real"]), np.array(meta["K"]), get(g["frame_id"])
 
 
 def generate(model, clean: np.ndarray, K: np.ndarray, frame_ids: np.ndarray, seed: int,

@@ -1,41 +1,35 @@
 """`realdiff noisify`: turn a simgen store's clean depth into sensor-like depth with a noise model.
 
 For each camera, `data/<camera>_depth` (clean, uint16 mm) gives `data/<camera>_depth_<suffix>`
-(same units, chunks and shards; attribute `derived` so simgen's own bookkeeping ignores it).
-Work is split by shard: each process (this one, and workers spawned beside it) reads one shard of
-clean frames, noisifies it (in batches for RealD²iff; each frame with its own generator
-`default_rng([seed, crc32(camera), frame])`) and writes the whole shard, so memory is bounded by one
-shard per process, any number of workers gives the same result, and a killed run resumes:
-finished shards are recorded in the array's attributes (by this process, after each shard is
-written) and skipped next time.
+(same units, chunks and shards), a derived array of the store (simgen.store.Derived: its settings
+and finished shards are recorded with it, so a killed run resumes). Work is split by shard: each
+process (this one, and workers spawned beside it) reads one shard of clean frames, noisifies it
+(in batches for RealD²iff; each frame with its own generator `default_rng([seed, crc32(camera),
+frame])`) and writes the whole shard, so memory is bounded by one shard per process and any
+number of workers gives the same result.
 """
 from __future__ import annotations
 
 import functools
-import multiprocessing as mp
 import os
 import zlib
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
 import zarr
 from tqdm import tqdm
 
-from realdiff.noise_models import from_json, load_noiser, per_camera
-from simgen.store import (DEPTH_CODEC, DEPTH_UNIT_M, Store, StoreError, depth_from_stored,
-                          depth_to_stored, lock_store, shard_frames)
-from simgen.runner import exit_when_orphaned
+from plumbing.procs import spawn_pool
+from realdiff.sensors import DEFAULT_NOISER, from_json, load_noiser, per_camera
+from simgen.store import Derived, Store, StoreError, depth_from_stored, depth_to_stored, derived_complete
 
-
-def _shard_ranges(n: int, per_shard: int) -> list[tuple[int, int]]:
-    return [(s, min(s + per_shard, n)) for s in range(0, n, per_shard)]
-
+TOOL = "noisify"  # the name noisified arrays record their provenance under
 
 # zarr's codec settings for one shard's read and write: chunks in batches of 64 (as simgen's
-# Writer: halves per-chunk costs), compressed in this thread (every core already runs a process;
-# zarr's thread pool would only add hand-offs: read + write 0.66 -> 0.50 ms a 128x128 frame).
+# Writer: halves per-chunk costs), compressed in this thread (every core already runs a process,
+# so zarr's thread pool would only add hand-offs).
 SHARD_IO = {"codec_pipeline.batch_size": 64, "threading.max_workers": 1}
 
 
@@ -80,8 +74,7 @@ def _run_shards(jobs: list[tuple], procs: int, record) -> None:
             while queue:
                 record(_noisify_shard(*queue.popleft(), threads))
             return
-        with ProcessPoolExecutor(max_workers=procs - 1, mp_context=mp.get_context("spawn"),  # not fork: zarr's event-loop thread
-                                 initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
+        with spawn_pool(procs - 1) as pool:
             running: set = set()
             while queue or running:
                 while queue and len(running) < 2 * (procs - 1):  # a shard queued behind each running one
@@ -103,16 +96,13 @@ def _check_clean(a: zarr.Array, key: str) -> None:
     before anything is written."""
     if a.dtype == np.uint16:
         return
-    for start, end in _shard_ranges(a.shape[0], 64):
+    for start in range(0, a.shape[0], 64):
+        end = min(start + 64, a.shape[0])
         v = a[start:end]
         if not np.all(np.isfinite(v)):
             raise StoreError(f"{key} holds NaN or infinite depth (frames {start}..{end - 1})")
         if np.any(v < 0):
             raise StoreError(f"{key} holds negative depth (frames {start}..{end - 1})")
-
-
-DEFAULT_NOISER = "reald2iff-texture-shift"  # RealD²iff with every stage: diffusion, sensor texture and
-# twin registration (realdiff/reald2iff.py, sections 2-6); `--noiser reald2iff` for the diffusion stages alone
 
 
 def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[str] | None = None,
@@ -140,75 +130,30 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
         _check_clean(store.array(f"{c}_depth"), f"{c}_depth")
     base_config = {**model.describe(), "seed": seed}
     n = store.n_frames
-    lock = lock_store(store.path)
-    try:
-        data = zarr.open_group(store.path, mode="r+")["data"]
+    with Derived(path, TOOL) as derived:
         jobs = []
         for c in cams:
             src_key, dst_key = f"{c}_depth", f"{c}_depth_{suffix}"
-            src = data[src_key]
-            per_shard = src.shards[0] if src.shards else shard_frames(int(np.prod(src.shape[1:])) * 2)
             config = dict(base_config)
             if models[c] is not model:
                 config["range_scale"] = models[c].scale
-            dst = _prepare_output(data, src_key, dst_key, src, n, per_shard, config, overwrite)
-            done = {tuple(r) for r in dst.attrs["noisify"]["done"]}
             K = store.meta["cameras"][c]["K"]
-            for start, end in _shard_ranges(n, per_shard):
-                if (start, end) not in done:
-                    jobs.append((str(store.path), src_key, dst_key, c, start, end, models[c].to_json(), K, seed))
+            for start, end in derived.prepare(dst_key, src_key, config, overwrite):
+                jobs.append((str(store.path), src_key, dst_key, c, start, end, models[c].to_json(), K, seed))
         total = sum(j[5] - j[4] for j in jobs)
         bar = tqdm(total=total, unit="frame", desc=f"noisify {model.name}", disable=not progress)
 
-        def record(result) -> None:  # a shard is written: say so in its array's attributes
+        def record(result) -> None:  # a shard is written
             dst_key, start, end = result
-            dst = data[dst_key]
-            meta = dict(dst.attrs["noisify"])
-            meta["done"] = sorted(meta["done"] + [[start, end]])
-            meta["complete"] = sum(e - s for s, e in meta["done"]) == n
-            dst.attrs["noisify"] = meta
+            derived.done(dst_key, start, end)
             bar.update(end - start)
 
         _run_shards(jobs, min(workers or os.cpu_count() or 1, max(1, len(jobs))), record)
         bar.close()
-    finally:
-        os.close(lock)
     return {"frames": n, "cameras": cams, "frames_noisified": total,
             "keys": [f"{c}_depth_{suffix}" for c in cams], "noiser": model.name}
 
 
 def is_noisified(path: str | Path, key: str) -> bool:
     """Whether data/<key> of a simgen store was written in full by noisify, for every frame."""
-    try:
-        store = Store(path)
-        a = store.array(key)
-    except (StoreError, KeyError):
-        return False
-    return bool(a.attrs.get("noisify", {}).get("complete")) and a.shape[0] == store.n_frames
-
-
-def _prepare_output(data: zarr.Group, src_key: str, dst_key: str, src: zarr.Array, n: int,
-                    per_shard: int, config: dict, overwrite: bool) -> zarr.Array:
-    """Create the output array, or reopen one to resume (same settings, unfinished)."""
-    if dst_key in data:
-        dst = data[dst_key]
-        meta = dst.attrs.get("noisify", {})
-        same = meta.get("config") == config
-        if not overwrite:
-            if not same:
-                raise StoreError(f"{dst_key} exists, made with other settings; --overwrite replaces it")
-            if meta.get("complete") and dst.shape[0] == n:
-                raise StoreError(f"{dst_key} exists and is complete; --overwrite redoes it")
-            if dst.shape[0] != n:  # the store grew: the last shard must be redone
-                dst.resize((n, *dst.shape[1:]))
-                meta = dict(meta)
-                meta["done"] = [d for d in meta["done"] if d[1] % per_shard == 0 and d[1] <= n]
-                meta["complete"] = False
-                dst.attrs["noisify"] = meta
-            return dst
-        del data[dst_key]
-    return data.create_array(
-        dst_key, shape=(n, *src.shape[1:]), chunks=(1, *src.shape[1:]),
-        shards=(per_shard, *src.shape[1:]), dtype=np.uint16, compressors=DEPTH_CODEC, fill_value=0,
-        attributes={"derived": True, "source": src_key, "unit": "mm", "scale_to_m": DEPTH_UNIT_M,
-                    "no_reading": 0, "noisify": {"config": config, "done": [], "complete": False}})
+    return derived_complete(path, key, TOOL)

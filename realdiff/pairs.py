@@ -1,5 +1,6 @@
 """Real/clean depth pairs: render a scene mesh (the digital twin) at each real frame's pose with
-the real camera's intrinsics, and store both depths side by side.
+the real camera's intrinsics, and store both depths side by side (`make_pairs`); read a split
+back (`load_split`).
 
 Input layout (as in 7-Scenes): a folder of `frame-NNNNNN.depth.png` (16-bit, millimetres by
 default, 0 and 65535 = no reading) with `frame-NNNNNN.pose.txt` (4x4 camera-to-world, OpenCV
@@ -19,16 +20,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import imageio.v2 as imageio
+import numpy as np
+import zarr
+from tqdm import tqdm
+from zarr.codecs import BloscCodec, BloscShuffle
 
-import imageio.v2 as imageio  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-import zarr  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-from zarr.codecs import BloscCodec, BloscShuffle  # noqa: E402
-
-from simgen.cameras import MJ_TO_CV, mat_to_quat, set_mujoco_intrinsics  # noqa: E402
+from simgen.render import TwinRenderer
 
 PAIRS_SCHEMA = "realdiff_pairs"
 PAIRS_VERSION = 1
@@ -93,60 +91,6 @@ def pooled_median(hist: np.ndarray) -> float:
     return float((_HIST_EDGES[i] + _HIST_EDGES[i + 1]) / 2)
 
 
-class TwinRenderer:
-    """Renders a mesh's depth at arbitrary camera poses with fixed intrinsics (MuJoCo, headless)."""
-
-    def __init__(self, mesh_path: str | Path, K: np.ndarray, width: int, height: int):
-        import trimesh
-
-        mesh = trimesh.load(mesh_path, force="mesh", process=False)
-        if len(mesh.faces) == 0:
-            raise ValueError(f"{mesh_path}: mesh has no faces")
-        spec = mujoco.MjSpec()
-        lo, hi = mesh.bounds
-        spec.stat.extent = float(np.linalg.norm(hi - lo))
-        spec.stat.center = ((lo + hi) / 2).tolist()
-        spec.visual.map.znear = 0.05 / spec.stat.extent  # 5 cm near plane
-        spec.visual.map.zfar = 4.0  # in extents: past any wall of the mesh
-        spec.visual.quality.offsamples = 0
-        m = spec.add_mesh(name="twin")
-        m.uservert = np.asarray(mesh.vertices, np.float64).ravel().tolist()
-        m.userface = np.asarray(mesh.faces, np.int32).ravel().tolist()
-        m.inertia = mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL
-        spec.worldbody.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="twin", contype=0,
-                                conaffinity=0)
-        cam = spec.worldbody.add_camera(name="sensor", pos=[0, 0, 0], quat=[1, 0, 0, 0])
-        set_mujoco_intrinsics(cam, K, width, height)
-        self.model = spec.compile()
-        self.data = mujoco.MjData(self.model)
-        self.far = self.model.vis.map.zfar * self.model.stat.extent
-        self.renderer = mujoco.Renderer(self.model, height, width)
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                     mujoco.mjtRndFlag.mjRND_SKYBOX):
-            self.renderer.scene.flags[flag] = 0
-        self.renderer.enable_depth_rendering()
-
-    def render(self, pose_cv: np.ndarray) -> np.ndarray:
-        """float32 z-depth (m) seen from a camera-to-world pose with OpenCV axes; 0 = no surface."""
-        self.model.cam_pos[0] = pose_cv[:3, 3]
-        self.model.cam_quat[0] = mat_to_quat(pose_cv[:3, :3] @ MJ_TO_CV)
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_camlight(self.model, self.data)
-        self.renderer.update_scene(self.data, "sensor")
-        depth = self.renderer.render()
-        depth[depth >= 0.99 * self.far] = 0.0
-        return depth
-
-    def close(self) -> None:
-        self.renderer.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def make_pairs(frames_dir, intrinsics, mesh, out, depth_scale=0.001, sensor="kinect-v1",
                source=None, val_from=600, progress=True) -> dict:
     """Render the twin at every frame and write the pair store `out`; returns a summary."""
@@ -199,3 +143,22 @@ def make_pairs(frames_dir, intrinsics, mesh, out, depth_scale=0.001, sensor="kin
     os.replace(tmp, out)  # the store appears only once complete
     return {"frames": n, "median_abs_diff_mm": pooled_median(hist) * 1000,
             "train": len(split["train"]), "val": len(split["val"])}
+
+
+def load_split(pairs: str | Path, split: str):
+    """(clean, real, K, frame_ids) of a pair store's split ('train' or 'val')."""
+    try:
+        g = zarr.open_group(pairs, mode="r")
+        meta = g.attrs.get(PAIRS_SCHEMA)
+    except Exception:  # not a zarr store at all
+        meta = None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{pairs}: not a pair store (made by `realdiff pair`)")
+    if split not in meta["split"] or split == "val_from_frame":
+        raise ValueError(f"unknown split {split!r}; use train or val")
+    idx = np.array(meta["split"][split], int)
+    if idx.size == 0:
+        raise ValueError(f"{pairs}: split {split} is empty")
+    sel = slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
+    get = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: a.get_orthogonal_selection(sel))
+    return get(g["clean"]), get(g["real"]), np.array(meta["K"]), get(g["frame_id"])

@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 import zarr
 
-from realdiff.noise_models import NOISERS, PARAMS_DIR
+from realdiff.sensors import NOISERS, PARAMS_DIR
 
 
 def main():

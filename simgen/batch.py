@@ -26,20 +26,20 @@ import os
 import shutil
 import time
 import tomllib
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import multiprocessing as mp
 import numpy as np
 import zarr
 from tqdm import tqdm
 
+from plumbing.procs import WORKER_ENV, spawn_pool
+
 from simgen.cameras import parse_resolution
 from simgen.randomize import Randomization
-from simgen.runner import (WORKER_ENV, RenderConfig, _child_environment, _record, exit_when_orphaned,
-                           store_attrs)
+from simgen.runner import RenderConfig, _record, store_attrs
 from simgen.store import SCHEMA, StoreError, Writer, check_store, committed_episode_ends, depth_to_stored, is_store, source_arrays
 
 JOB_KEYS = {"out", "backend", "workers", "address", "shard_episodes", "retries", "keep_shards",
@@ -302,27 +302,24 @@ def _run_local(job: Job, todo, on_done, failures, show) -> None:
     rebuilt for the retries."""
     attempts = [0] * len(todo)
     pending = list(range(len(todo)))
-    ctx = mp.get_context("spawn")  # GL contexts do not survive fork
-    with _child_environment(WORKER_ENV):
-        while pending:
-            with ProcessPoolExecutor(max_workers=min(job.workers, len(pending)), mp_context=ctx,
-                                     initializer=exit_when_orphaned, initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(render_shard, todo[j][2], str(todo[j][3])): j for j in pending}
-                pending = []
-                while futures:
-                    done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        j = futures.pop(f)
-                        try:
-                            on_done(f.result())
-                        except Exception as e:
-                            why = "its worker died" if isinstance(e, BrokenProcessPool) else f"{type(e).__name__}: {e}"
-                            attempts[j] += 1
-                            if attempts[j] > job.retries:
-                                failures.append(f"{todo[j][0].name} shard {todo[j][1]}: {why}")
-                            else:
-                                pending.append(j)
-                    show([todo[j][3] for j in futures.values()])
+    while pending:
+        with spawn_pool(min(job.workers, len(pending)), env=WORKER_ENV) as pool:
+            futures = {pool.submit(render_shard, todo[j][2], str(todo[j][3])): j for j in pending}
+            pending = []
+            while futures:
+                done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                for f in done:
+                    j = futures.pop(f)
+                    try:
+                        on_done(f.result())
+                    except Exception as e:
+                        why = "its worker died" if isinstance(e, BrokenProcessPool) else f"{type(e).__name__}: {e}"
+                        attempts[j] += 1
+                        if attempts[j] > job.retries:
+                            failures.append(f"{todo[j][0].name} shard {todo[j][1]}: {why}")
+                        else:
+                            pending.append(j)
+                show([todo[j][3] for j in futures.values()])
 
 
 def _run_ray(job: Job, todo, on_done, failures, show) -> None:

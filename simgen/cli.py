@@ -2,22 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
+from plumbing.cli import Parser, field_default, given, main_of, option, quiet
 from simgen.cameras import CAMERAS, parse_resolution
-
-
-class CliError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr (then exit 2), not a usage dump."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from simgen.runner import RenderConfig
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -36,21 +25,13 @@ def _camera_list(text: str) -> tuple[str, ...]:
 
 def cmd_render(args) -> int:
     from simgen.randomize import Randomization
-    from simgen.runner import RenderConfig, render_dataset
+    from simgen.runner import render_dataset
 
-    w, h = args.resolution
-    try:
-        cfg = RenderConfig(task=args.task, episodes=args.episodes, seed=args.seed, cameras=args.cameras,
-                           width=w, height=h, rgb=args.rgb, seg=args.seg, workers=args.workers,
-                           commit_frames=args.commit_frames,
-                           randomize=Randomization.parse(args.randomize))
-    except ValueError as e:
-        raise CliError(str(e)) from None
-    try:
-        summary = render_dataset(cfg, args.out, progress=not args.quiet)
-    except RuntimeError as e:  # a render worker failed or died; the store holds whole episodes
-        print(f"simgen: error: {e}; re-run the same command to resume", file=sys.stderr)
-        return 1
+    settings = {**given(args, RenderConfig), "randomize": Randomization.parse(args.randomize)}
+    if args.resolution:
+        settings["width"], settings["height"] = args.resolution
+    cfg = RenderConfig(**settings)
+    summary = render_dataset(cfg, args.out, progress=not args.quiet)  # a failed worker: WorkerFailed
     print(f"{args.out}: wrote {summary['episodes_written']} episodes "
           f"({summary['frames_written']} frames, {summary['successes']} successful); "
           f"store holds {summary['episodes_total']}")
@@ -58,15 +39,12 @@ def cmd_render(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from simgen.batch import JobError, load_job, run_job
+    from simgen.batch import load_job, run_job
 
     if args.address and args.backend is None:
         args.backend = "ray"
-    try:
-        job = load_job(args.job, backend=args.backend, workers=args.workers, address=args.address)
-        summary = run_job(job, progress=not args.quiet)
-    except JobError as e:
-        raise CliError(str(e)) from None
+    job = load_job(args.job, backend=args.backend, workers=args.workers, address=args.address)
+    summary = run_job(job, progress=not args.quiet)
     r = summary["rendered"]
     print(f"rendered {r['episodes']} episodes ({r['frames']} frames) in {summary['render_wall_s']:.0f} s: "
           f"{summary['episodes_per_hour']:.0f} episodes/hour")
@@ -118,20 +96,19 @@ def cmd_preview(args) -> int:
     from simgen.store import Store
 
     if not args.out.lower().endswith((".mp4", ".png")):
-        raise CliError(f"--out {args.out!r} must end in .mp4 or .png")
+        raise ValueError(f"--out {args.out!r} must end in .mp4 or .png")
     s = Store(args.store)
     if not 0 <= args.episode < s.n_episodes:
-        raise CliError(f"--episode {args.episode} out of range: the store has {s.n_episodes} episodes")
+        raise ValueError(f"--episode {args.episode} out of range: the store has {s.n_episodes} episodes")
     write_preview(s, args.episode, args.out)
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_tasks(args) -> int:
-    from simgen.robosuite_env import TASKS as ROBOSUITE_TASKS
-    from tasks import REGISTRY
+    from tasks import REGISTRY, task_names
 
-    tasks = [REGISTRY[n] for n in sorted(REGISTRY)] + [t for _, t in sorted(ROBOSUITE_TASKS.items())]
+    tasks = [REGISTRY[n] for n in task_names()]
     width = max(len(t.name) for t in tasks) + 2
     for t in tasks:
         print(f"{t.name:<{width}}{t.description}  (objects: {', '.join(t.object_bodies) or 'none'}; "
@@ -139,7 +116,7 @@ def cmd_tasks(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     p = Parser(prog="simgen", description="Scripted MuJoCo manipulation demos "
                                 "with clean metric depth, written to Zarr stores.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,39 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Roll out a task's scripted expert and append episodes to a "
                        "Zarr store. Re-running the same command resumes an interrupted run.")
     r.add_argument("--task", required=True,
-                   help="task name (see `simgen tasks`; robosuite:Lift and robosuite:Stack run robosuite's own environments)")
+                   help="task name (see `simgen tasks`; robosuite:* tasks run robosuite's own environments)")
     r.add_argument("--episodes", type=int, required=True,
                    help="total episodes the store should hold when done")
     r.add_argument("--out", required=True, help="store path (a folder, conventionally *.zarr)")
-    r.add_argument("--seed", type=int, default=0,
-                   help="base seed: episode i uses seed S+i (default 0)")
-    r.add_argument("--cameras", type=_camera_list, default=("front", "wrist"),
-                   help=f"comma-separated cameras, known: {','.join(CAMERAS)} (default front,wrist)")
-    r.add_argument("--resolution", type=_resolution, default=(128, 128),
-                   help="WIDTHxHEIGHT of every camera; the vertical field of view is kept "
-                   "(default 128x128)")
-    r.add_argument("--rgb", action=argparse.BooleanOptionalAction, default=True,
-                   help="also store RGB images (default on)")
-    r.add_argument("--seg", action=argparse.BooleanOptionalAction, default=False,
-                   help="also store segmentation labels, classes in the store attributes "
-                   "(default off)")
-    r.add_argument("--workers", type=int, default=1,
-                   help="parallel worker processes; results do not depend on it (default 1)")
-    r.add_argument("--commit-frames", type=int, default=256,
-                   help="commit finished episodes to the store in batches of about this many "
-                   "frames: smaller loses less work to a crash, larger writes faster (default 256)")
+    option(r, RenderConfig, "seed", "base seed: episode i uses seed S+i")
+    option(r, RenderConfig, "cameras", f"comma-separated cameras, known: {','.join(CAMERAS)}",
+           type=_camera_list)
+    size = f"{field_default(RenderConfig, 'width')}x{field_default(RenderConfig, 'height')}"
+    r.add_argument("--resolution", type=_resolution, default=None,
+                   help=f"WIDTHxHEIGHT of every camera; the vertical field of view is kept (default {size})")
+    option(r, RenderConfig, "rgb", "also store RGB images")
+    option(r, RenderConfig, "seg", "also store segmentation labels, classes in the store attributes")
+    option(r, RenderConfig, "workers", "parallel worker processes; results do not depend on it")
+    option(r, RenderConfig, "commit_frames", "commit finished episodes to the store in batches of about "
+           "this many frames: smaller loses less work to a crash, larger writes faster")
     r.add_argument("--randomize", default="", metavar="SWITCHES",
                    help="domain randomisation switches to turn on (or no_NAME off), comma-separated: "
                    "object_pose, object_size, object_color (on by default), table_height, "
                    "table_texture, lighting, camera_jitter; `all` or `none` for every one")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(r)
     r.set_defaults(func=cmd_render)
 
     b = sub.add_parser("batch", help="render a multi-task job file on local processes or Ray",
                        description="Render every [[task]] of a TOML job file in shards, on a local "
                        "process pool or Ray, and merge each task into <out>/<name>.zarr. "
                        "Re-running the job finishes whatever a killed run left undone. "
-                       "The file format is in the README.")
+                       "The file format is in docs/batch.md.")
     b.add_argument("job", help="job file (TOML)")
     b.add_argument("--backend", choices=["local", "ray"], default=None,
                    help="override the job's backend (default: the file's, else local)")
@@ -188,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel workers (local processes or Ray CPUs; default: the file's, else all cores)")
     b.add_argument("--address", default=None,
                    help="Ray cluster to join, e.g. auto (implies --backend ray); default: start a local Ray")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(b)
     b.set_defaults(func=cmd_batch)
 
     i = sub.add_parser("info", help="summarise a store",
@@ -211,23 +182,4 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    from simgen.store import StoreError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (CliError, StoreError) as e:
-        print(f"simgen: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head` and the like: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print("simgen: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = main_of(build_parser)

@@ -26,6 +26,25 @@ def rot6d_to_mat(r6: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=1)
 
 
+def rotation_vector(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix -> rotation vector (axis times angle, angle in [0, pi])."""
+    q, v = np.zeros(4), np.zeros(3)
+    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, float).ravel())
+    mujoco.mju_quat2Vel(v, q if q[0] >= 0 else -q, 1.0)
+    return v
+
+
+def rotation_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """Rotation vector -> rotation matrix."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    q, R = np.zeros(4), np.zeros(9)
+    mujoco.mju_axisAngle2Quat(q, np.asarray(rotvec, float) / angle, angle)
+    mujoco.mju_quat2Mat(R, q)
+    return R.reshape(3, 3)
+
+
 def make_action(pos, R, grip: float) -> np.ndarray:
     """Pack a target position, rotation matrix and gripper command into an action vector."""
     return np.concatenate([pos, R[:, 0], R[:, 1], [grip]]).astype(np.float32)

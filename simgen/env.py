@@ -2,17 +2,32 @@
 rendering once per control step."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import mujoco
 import numpy as np
 
-from simgen.cameras import CameraConfig, extrinsics_cv
+from simgen.cameras import CameraConfig, extrinsics_cv, nominal_extrinsics
 from simgen.controller import CartesianController, make_action
 from simgen.randomize import SceneRandomizer
 from simgen.render import CameraRenderer
 from simgen.scene import ARM_JOINTS, DEFAULT_MESH_DETAIL, FINGER_JOINTS, HOME_QPOS, build_scene, segment_lut
-from tasks.base import Task
+
+if TYPE_CHECKING:
+    from tasks.base import Task
 
 CONTROL_HZ = 20
+
+
+def camera_attrs(cameras: list[CameraConfig]) -> dict[str, dict]:
+    """Per camera: size, K (OpenCV pixel-centre convention), fovy, mount and the nominal
+    extrinsics of a fixed camera (None for a mounted one)."""
+    return {c.name: {
+        "width": c.width, "height": c.height, "K": c.K.round(9).tolist(), "fovy_deg": c.fovy_deg,
+        "mount": c.body or "world", "extrinsics_key": f"{c.name}_extrinsics",
+        "extrinsics": nominal_extrinsics(c),
+        "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
+    } for c in cameras}
 
 
 class Env:
@@ -93,6 +108,9 @@ class Env:
 
     def success(self) -> bool:
         return self.task.success(self.model, self.data)
+
+    def camera_attrs(self) -> dict[str, dict]:
+        return camera_attrs(self.cameras)
 
     def close(self) -> None:
         self.renderer.close()

@@ -1,4 +1,5 @@
-"""robosuite's own environments as simgen tasks: `--task robosuite:Lift`, `--task robosuite:Stack`.
+"""The adapter running robosuite's own environments as simgen tasks (`--task robosuite:Lift`; the
+tasks themselves are tasks/robosuite_*.py).
 
 `RobosuiteEnv` wraps a robosuite environment (its Panda, its arena, its objects and its object
 placement) behind the interface of `simgen.env.Env`, so `run_episode` and the runner write the same
@@ -16,8 +17,9 @@ store schema as native tasks:
   `get_camera_intrinsic_matrix` moved to the OpenCV pixel-centre convention (robosuite puts the
   principal point at W/2, H/2; MuJoCo's image centre is at (W-1)/2, (H-1)/2 in that convention);
   extrinsics from `get_camera_extrinsic_matrix` (camera-to-world, OpenCV axes). The context is made
-  at the image size with multisampling, shadows, reflections and skybox off: depth is exact
-  without them (multisampled depth is off by millimetres) and they cost most of the render time.
+  at the image size without multisampling and without the passes `simgen.render.depth_scene` turns
+  off (shadows, reflections, skybox): depth is exact without them (multisampled depth is off by
+  millimetres) and they cost most of the render time.
 - Seeding: robosuite draws object placement and the robot's initial joint noise from one
   generator, `env.rng`; `reset(seed)` reseeds it in place, so an episode depends on its seed only.
   The environment is built once (`hard_reset=False`), with seed 0, so anything drawn at build time
@@ -31,58 +33,30 @@ import contextlib
 import io
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import mujoco
 import numpy as np
 
-from simgen.controller import ACTION_DIM, rot6d_to_mat
+from simgen.controller import ACTION_DIM, rot6d_to_mat, rotation_vector
 from simgen.controller import make_action as _make_action
-from simgen.randomize import Randomization
+from simgen.render import depth_scene, far_plane, no_reading_at_far
 from simgen.scene import FIRST_OBJECT_SEGMENT
-from tasks.base import R_DOWN, rot_z
 
-PREFIX = "robosuite:"
+if TYPE_CHECKING:
+    from tasks.robosuite_base import RobosuiteTask
+
 CONTROL_HZ = 20
 CAMERAS = {"front": "agentview", "wrist": "robot0_eye_in_hand"}  # our name -> robosuite's
-SCENE_SWITCHES = ("table_height", "table_texture", "lighting", "camera_jitter")
-OBJECT_SWITCHES = ("object_pose", "object_size", "object_color")
-_OFF_FLAGS = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-              mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_FOG, mujoco.mjtRndFlag.mjRND_HAZE)
 
 
-# --------------------------------------------------------------------------------------------
-# Names and configuration checks (no robosuite import)
-
-
-def is_robosuite_task(name: str) -> bool:
-    return isinstance(name, str) and name.startswith(PREFIX)
-
-
-def env_name(task: str) -> str:
-    """'robosuite:Lift' -> 'Lift'; ValueError naming the supported ones for anything else."""
-    name = task[len(PREFIX):] if is_robosuite_task(task) else task
-    if name not in TASKS:
-        raise ValueError(f"unsupported robosuite environment {name!r}; supported: "
-                         f"{', '.join(PREFIX + n for n in sorted(TASKS))}")
-    return name
-
-
-def check_config(task: str, cameras, randomize: Randomization) -> None:
-    """ValueError for a setting a robosuite task cannot honour."""
-    env_name(task)
+def check_cameras(cameras) -> None:
+    """ValueError for a camera robosuite tasks do not have, or one named twice."""
     for c in cameras:
         if c not in CAMERAS:
             raise ValueError(f"unknown camera {c!r} for robosuite tasks; known: {', '.join(CAMERAS)}")
     if len(set(cameras)) != len(tuple(cameras)):
         raise ValueError("a camera is named twice")
-    on = [s for s in SCENE_SWITCHES if getattr(randomize, s)]
-    if on:
-        raise ValueError(f"randomisation {', '.join(on)} is not supported for robosuite tasks "
-                         "(robosuite randomises its own object placement only)")
-    off = [s for s in OBJECT_SWITCHES if not getattr(randomize, s)]
-    if off:
-        raise ValueError(f"randomisation {', '.join(off)} cannot be turned off for robosuite tasks "
-                         "(robosuite always randomises its own object placement)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,10 +105,10 @@ def _make(name: str):
 class RobosuiteEnv:
     """A robosuite environment with simgen's Env interface. Close it when done."""
 
-    def __init__(self, task: str, cameras=("front", "wrist"), width: int = 128, height: int = 128,
+    def __init__(self, task: RobosuiteTask, cameras=("front", "wrist"), width: int = 128, height: int = 128,
                  rgb: bool = False, seg: bool = False, render: bool = True):
-        check_config(task, cameras, Randomization())
-        self.task = TASKS[env_name(task)]()
+        check_cameras(cameras)
+        self.task = task
         self.cameras, self.width, self.height = list(cameras), int(width), int(height)
         self.rgb, self.seg = rgb, seg
         self.dt = 1.0 / CONTROL_HZ
@@ -160,7 +134,7 @@ class RobosuiteEnv:
 
     def _render_context(self):
         """robosuite's offscreen context, sized to the images, without the passes depth does not
-        need (multisampling, shadows, reflections, skybox)."""
+        need (multisampling, shadow casting and depth_scene's passes)."""
         from robosuite.utils.binding_utils import MjRenderContextOffscreen
 
         m = self.model
@@ -168,8 +142,7 @@ class RobosuiteEnv:
         m.vis.quality.offsamples = 0
         m.light_castshadow[:] = 0
         ctx = MjRenderContextOffscreen(self.sim, device_id=-1, max_width=self.width, max_height=self.height)
-        for flag in _OFF_FLAGS:
-            ctx.scn.flags[flag] = 0
+        depth_scene(ctx.scn)
         ctx.vopt.geomgroup[0] = 0  # robosuite's camera settings: visual meshes, not collision ones
         ctx.vopt.geomgroup[1] = 1
         ctx.vopt.sitegroup[:] = 0
@@ -247,13 +220,12 @@ class RobosuiteEnv:
         if self._ctx is None:
             raise RuntimeError("this RobosuiteEnv was made without rendering")
         self._ctx.gl_ctx.make_current()  # another renderer in this process may have taken over
-        far = 0.99 * self.model.vis.map.zfar * self.model.stat.extent
+        far = far_plane(self.model)
         out = {}
         for c in self.cameras:
             rgb, raw = self.sim.render(camera_name=CAMERAS[c], width=self.width, height=self.height, depth=True)
             depth = get_real_depth_map(self.sim, raw)[::-1].astype(np.float32)
-            depth[depth >= far] = 0.0  # nothing hit: no reading
-            out[f"{c}_depth"] = np.ascontiguousarray(depth)
+            out[f"{c}_depth"] = np.ascontiguousarray(no_reading_at_far(depth, far))
             if self.rgb:
                 out[f"{c}_rgb"] = np.ascontiguousarray(rgb[::-1])
             if self._seg_lut is not None:
@@ -292,6 +264,14 @@ class RobosuiteEnv:
             }
         return out
 
+    def robosuite_attrs(self) -> dict:
+        """The store's `robosuite` section: version, environment, robot, controller, eef site and
+        the robosuite camera of each of ours."""
+        return {"version": sys.modules["robosuite"].__version__, "env": self.task.env_name,
+                "robot": "Panda", "controller": "OSC_POSE, absolute world-frame input",
+                "eef_site": self.model.site(self._eef_site).name,
+                "cameras": {c: CAMERAS[c] for c in self.cameras}}
+
     def close(self) -> None:
         if self._ctx is not None:  # free the GL context now, not whenever the collector runs
             self._ctx.con.free()
@@ -326,186 +306,3 @@ def segment_lut(model: mujoco.MjModel, object_bodies: list[str]) -> np.ndarray:
         else:
             lut[g] = obj_ids.get(body, 0)
     return lut
-
-
-def describe(task: str, cameras, width: int, height: int) -> dict:
-    """What a store's attributes say about a robosuite task: description, object bodies, cameras
-    and versions (builds the environment once, without rendering)."""
-    with RobosuiteEnv(task, cameras, width, height, render=False) as env:
-        robosuite = sys.modules["robosuite"]
-        return {"description": env.task.description, "object_bodies": list(env.task.object_bodies),
-                "cameras": env.camera_attrs(), "physics_dt": float(env.model.opt.timestep),
-                "robosuite": {"version": robosuite.__version__, "env": env.task.env_name,
-                              "robot": "Panda", "controller": "OSC_POSE, absolute world-frame input",
-                              "eef_site": env.model.site(env._eef_site).name,
-                              "cameras": {c: CAMERAS[c] for c in env.cameras}}}
-
-
-# --------------------------------------------------------------------------------------------
-# Tasks and their scripted experts
-
-def rotation_vector(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> rotation vector (axis times angle, angle in [0, pi])."""
-    q, v = np.zeros(4), np.zeros(3)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, float).ravel())
-    mujoco.mju_quat2Vel(v, q if q[0] >= 0 else -q, 1.0)
-    return v
-
-
-def rotation_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """Rotation vector -> rotation matrix."""
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return np.eye(3)
-    q, R = np.zeros(4), np.zeros(9)
-    mujoco.mju_axisAngle2Quat(q, np.asarray(rotvec, float) / angle, angle)
-    mujoco.mju_quat2Mat(R, q)
-    return R.reshape(3, 3)
-
-
-def _yaw(quat_wxyz) -> float:
-    w, x, y, z = quat_wxyz
-    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-
-
-def grasp_yaws(cube_yaw: float) -> tuple[float, float]:
-    """The two hand yaws (about world z, relative to R_DOWN) that close the fingers on a pair of
-    the cube's faces, the smaller turn first."""
-    a = (cube_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4  # in [-45, 45) degrees
-    return a, a - np.pi / 2 if a >= 0 else a + np.pi / 2
-
-
-class Plan:
-    """A scripted trajectory: the reference pose moves toward successive goals at a bounded speed
-    and turn rate (a large sudden orientation error sends OSC into the joint limits); a goal is
-    done once the reference is there, the hand has come within `tol` of it (or `patience` steps
-    have passed) and then `hold` more steps have passed."""
-
-    def __init__(self, pos, R, speed: float, turn_rate: float, dt: float, patience: int = 40):
-        self.pos, self.R, self.grip = np.array(pos, float), np.array(R, float), 0.0
-        self.step_len, self.step_angle, self.patience = speed * dt, turn_rate * dt, patience
-        self.goals: list[tuple[np.ndarray, np.ndarray, float, int, float | None]] = []
-        self._waited = self._held = 0
-
-    def add(self, pos, R, grip: float, hold: int = 0, tol: float | None = None) -> Plan:
-        self.goals.append((np.asarray(pos, float), np.asarray(R, float), float(grip), hold, tol))
-        return self
-
-    def next(self, eef_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Advance one control step; returns the reference (position, rotation, gripper)."""
-        if not self.goals:
-            return self.pos, self.R, self.grip
-        goal, R, grip, hold, tol = self.goals[0]
-        delta = goal - self.pos
-        dist = np.linalg.norm(delta)
-        self.pos = goal.copy() if dist <= self.step_len else self.pos + delta * (self.step_len / dist)
-        turn = rotation_vector(R @ self.R.T)
-        angle = np.linalg.norm(turn)
-        self.R = R.copy() if angle <= self.step_angle else (
-            rotation_matrix(turn * (self.step_angle / angle)) @ self.R)
-        self.grip = grip
-        if dist <= self.step_len and angle <= self.step_angle:
-            self._waited += 1
-            if tol is None or np.linalg.norm(eef_pos - goal) <= tol or self._waited > self.patience:
-                self._held += 1
-            if self._held > hold:
-                self.goals.pop(0)
-                self._waited = self._held = 0
-        return self.pos, self.R, self.grip
-
-
-def _follow(plan: Plan):
-    def act(env) -> np.ndarray:
-        p, R, g = plan.next(env.eef_pose()[0])
-        return env.make_action(p, R, g)
-
-    return act
-
-
-class RobosuiteTask:
-    """A supported robosuite environment: the bodies recorded in object_pose and the expert."""
-
-    env_name = ""
-    name = ""
-    description = ""
-    object_bodies: list[str] = []
-    max_steps = 150
-    success_hold = 5
-
-    def objects(self, rs_env) -> list:
-        """robosuite's MujocoObjects, in object_bodies order."""
-        raise NotImplementedError
-
-    def make_expert(self, env: RobosuiteEnv, rng: np.random.Generator):
-        raise NotImplementedError
-
-
-GRASP_DEPTH = 0.004  # m the grip site goes below a cube's centre: the finger pads centred on it
-SPEED = 0.25  # m/s of the reference pose
-TURN_RATE = 1.5  # rad/s of the reference pose
-
-
-class Lift(RobosuiteTask):
-    env_name, name = "Lift", "robosuite:Lift"
-    description = "robosuite Lift: grasp the cube and lift it (robosuite's own scene and success check)"
-    object_bodies = ["cube_main"]
-    max_steps = 150
-
-    def objects(self, rs_env):
-        return [rs_env.cube]
-
-    def make_expert(self, env, rng):
-        d = env.data
-        pos0, R0 = env.eef_pose()
-        b = env.model.body(self.object_bodies[0]).id
-        c = d.xpos[b].copy()
-        R = rot_z(grasp_yaws(_yaw(d.xquat[b]))[0]) @ R_DOWN
-        grasp = c - [0.0, 0.0, GRASP_DEPTH]
-        plan = (Plan(pos0, R0, SPEED, TURN_RATE, env.dt)
-                .add(c + [0.0, 0.0, 0.10], R, 0.0, tol=0.02)
-                .add(grasp, R, 0.0, tol=0.006)
-                .add(grasp, R, 1.0, hold=12)
-                .add(c + [0.0, 0.0, 0.20], R, 1.0, hold=100))
-        return _follow(plan)
-
-
-class Stack(RobosuiteTask):
-    env_name, name = "Stack", "robosuite:Stack"
-    description = ("robosuite Stack: grasp cubeA and place it on cubeB, then let go (robosuite's own "
-                   "scene and success check)")
-    object_bodies = ["cubeA_main", "cubeB_main"]
-    max_steps = 250
-
-    def objects(self, rs_env):
-        return [rs_env.cubeA, rs_env.cubeB]
-
-    def make_expert(self, env, rng):
-        d, m = env.data, env.model
-        pos0, R0 = env.eef_pose()
-        a, b = (m.body(n).id for n in self.object_bodies)
-        ca, cb = d.xpos[a].copy(), d.xpos[b].copy()
-        half_a, half_b = (obj.size[2] for obj in self.objects(env.rs))
-        # Of the two grasps, the one whose fingers (closing along the hand's x axis) close across
-        # the line to cubeB, so neither finger comes down on it.
-        to_b = (cb - ca)[:2] / max(np.linalg.norm((cb - ca)[:2]), 1e-9)
-        yaw = min(grasp_yaws(_yaw(d.xquat[a])), key=lambda y: abs((rot_z(y) @ R_DOWN)[:2, 0] @ to_b))
-        R = rot_z(yaw) @ R_DOWN
-        grasp = ca - [0.0, 0.0, GRASP_DEPTH]
-        # Carried, cubeA's centre sits GRASP_DEPTH above the grip site.
-        top_b = cb[2] + half_b
-        place = np.array([cb[0], cb[1], top_b + half_a + 0.008 - GRASP_DEPTH])
-        carry_z = top_b + half_a + 0.08
-        plan = (Plan(pos0, R0, SPEED, TURN_RATE, env.dt)
-                .add(ca + [0.0, 0.0, 0.10], R, 0.0, tol=0.02)
-                .add(grasp, R, 0.0, tol=0.006)
-                .add(grasp, R, 1.0, hold=12)
-                .add([ca[0], ca[1], carry_z], R, 1.0, tol=0.02)
-                .add([cb[0], cb[1], carry_z], R, 1.0, tol=0.01)
-                .add(place, R, 1.0, tol=0.005)
-                .add(place, R, 0.0, hold=10)
-                .add(place + [0.0, 0.0, 0.08], R, 0.0, hold=100))
-        return _follow(plan)
-
-
-TASKS: dict[str, type[RobosuiteTask]] = {"Lift": Lift, "Stack": Stack}
-

@@ -5,24 +5,25 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import mujoco
 from tqdm import tqdm
 
 import simgen
-from simgen.cameras import get_cameras, nominal_extrinsics
+from plumbing.procs import WORKER_ENV, WorkerFailed, child_environment, exit_when_orphaned
 from simgen.controller import ACTION_DIM
 from simgen.env import CONTROL_HZ, Env, run_episode
 from simgen.randomize import Randomization
-from simgen.robosuite_env import RobosuiteEnv, check_config, describe, is_robosuite_task
 from simgen.scene import DEFAULT_MESH_DETAIL, FIRST_OBJECT_SEGMENT, SEGMENTS
 from simgen.store import DEPTH_UNIT_M, Writer, depth_to_stored
-from tasks import get_task
+from tasks import get_task, make_env
+
+if TYPE_CHECKING:
+    from simgen.robosuite_env import RobosuiteEnv
 
 
 FLUSH_BYTES = 256 << 20
@@ -49,11 +50,8 @@ class RenderConfig:
     def __post_init__(self):
         if not isinstance(self.randomize, Randomization):
             raise ValueError("randomize must be a Randomization")
-        if is_robosuite_task(self.task):  # unsupported environment, camera or randomisation switch
-            check_config(self.task, self.cameras, self.randomize)
-        else:
-            get_task(self.task)  # raises ValueError for an unknown task
-        get_cameras(self.cameras, self.width, self.height)  # unknown camera, bad resolution
+        # An unknown task, camera or resolution, or a randomisation switch the task cannot honour.
+        get_task(self.task, self.randomize).check(self.cameras, self.width, self.height)
         if self.episodes < 1:
             raise ValueError("--episodes must be at least 1")
         if self.workers < 1:
@@ -74,42 +72,18 @@ class RenderConfig:
         return d
 
     def make_env(self) -> Env | RobosuiteEnv:
-        if is_robosuite_task(self.task):
-            return RobosuiteEnv(self.task, self.cameras, self.width, self.height, rgb=self.rgb, seg=self.seg)
-        return Env(get_task(self.task, self.randomize), get_cameras(self.cameras, self.width, self.height),
-                   rgb=self.rgb, seg=self.seg, mesh_detail=self.mesh_detail)
-
-
-def _native_description(cfg: RenderConfig) -> dict:
-    """Task and cameras of a native task, from the task registry and simgen's camera presets."""
-    task = get_task(cfg.task)
-    cams = {}
-    for c in get_cameras(cfg.cameras, cfg.width, cfg.height):
-        cams[c.name] = {
-            "width": c.width, "height": c.height, "K": c.K.round(9).tolist(), "fovy_deg": c.fovy_deg,
-            "mount": c.body or "world", "extrinsics_key": f"{c.name}_extrinsics",
-            "extrinsics": nominal_extrinsics(c),
-            "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
-        }
-    return {"description": task.description, "object_bodies": list(task.object_bodies),
-            "segment_bodies": list(task.object_bodies) + list(task.fixture_bodies),
-            "fixture_joints": list(task.fixture_joints), "cameras": cams, "physics_dt": 0.002}
+        return make_env(self.task, self.cameras, self.width, self.height, rgb=self.rgb, seg=self.seg,
+                        mesh_detail=self.mesh_detail, randomize=self.randomize)
 
 
 def store_attrs(cfg: RenderConfig) -> dict:
-    """Root attributes describing the dataset (everything but per-episode records). A robosuite
-    task describes its own task and cameras (and adds a `robosuite` section)."""
-    if is_robosuite_task(cfg.task):
-        info = describe(cfg.task, cfg.cameras, cfg.width, cfg.height)
-    else:
-        info = _native_description(cfg)
-    engine = {"simgen": simgen.__version__, "mujoco": mujoco.__version__}
-    if "robosuite" in info:
-        engine["robosuite"] = info["robosuite"]["version"]
+    """Root attributes describing the dataset (everything but per-episode records); the task
+    describes itself and its cameras (a robosuite task adds a `robosuite` section)."""
+    info = get_task(cfg.task).describe(cfg.cameras, cfg.width, cfg.height)
     attrs = {
         "task": cfg.task, "task_description": info["description"],
         "object_bodies": info["object_bodies"],
-        "engine": engine,
+        "engine": {"simgen": simgen.__version__, "mujoco": mujoco.__version__, **info["engine"]},
         "control_hz": CONTROL_HZ, "physics_dt": info["physics_dt"],
         "cameras": info["cameras"],
         "depth": {"dtype": "uint16", "unit_m": DEPTH_UNIT_M, "no_reading": 0,
@@ -117,41 +91,13 @@ def store_attrs(cfg: RenderConfig) -> dict:
         "action": {"dim": ACTION_DIM, "layout": "eef target position xyz (m, world), first two "
                    "columns of the target rotation matrix (6), gripper 0 open .. 1 closed"},
         "seed_rule": "episode i of a run with --seed S uses seed S + i",
+        **info["extra_attrs"],
     }
-    if "robosuite" in info:
-        attrs["robosuite"] = info["robosuite"]
-    if info.get("fixture_joints"):
-        attrs["fixture_joints"] = info["fixture_joints"]
     if cfg.seg:
         segs = dict(SEGMENTS)
-        bodies = info.get("segment_bodies", info["object_bodies"])
-        segs.update({FIRST_OBJECT_SEGMENT + i: b for i, b in enumerate(bodies)})
+        segs.update({FIRST_OBJECT_SEGMENT + i: b for i, b in enumerate(info["segment_bodies"])})
         attrs["segments"] = {str(k): v for k, v in segs.items()}
     return attrs
-
-
-# A render worker is single-threaded by design (parallelism comes from more workers): Mesa's CPU
-# rasteriser and the BLAS behind numpy's small IK solves would otherwise each spin up threads
-# that busy-wait on every core, stealing the CPU that other workers and the writer need.
-# LP_NUM_THREADS=0 makes llvmpipe rasterise in the calling thread: fastest for small images.
-WORKER_ENV = {"LP_NUM_THREADS": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1"}
-
-
-@contextmanager
-def _child_environment(values: dict[str, str]):
-    """Environment variables for processes started inside the block (the user's own win)."""
-    saved = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        os.environ.setdefault(k, v)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _render_one(env: Env, seed: int):
@@ -160,18 +106,6 @@ def _render_one(env: Env, seed: int):
         if k.endswith("_depth"):
             arrays[k] = depth_to_stored(arrays[k])
     return arrays, info
-
-
-def exit_when_orphaned(parent: int, poll_s: float = 0.5) -> None:
-    """In a worker process started by process `parent`: start a daemon thread that ends this
-    process once the parent has died (at once if it died while this one started up), so a killed
-    run (render, batch, noisify, eval) leaves no worker computing, writing, or blocked on a queue
-    nobody reads. Also a ProcessPoolExecutor initializer (initargs=(os.getpid(),))."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def _worker_main(cfg: RenderConfig, seeds: list[int], results, parent: int) -> None:
@@ -192,11 +126,11 @@ def render_episodes(cfg: RenderConfig, seeds: list[int]):
     """Yield (arrays, info) for `seeds`, in seed order, rendered by cfg.workers processes.
 
     Worker k renders seeds[k::workers]; results are put back in order here, so the output does
-    not depend on the number of workers. A worker that fails or dies raises RuntimeError."""
+    not depend on the number of workers. A worker that fails or dies raises WorkerFailed."""
     n = max(1, min(cfg.workers, len(seeds)))
     ctx = mp.get_context("spawn")  # GL contexts do not survive fork
     results = ctx.Queue(maxsize=2 * n)  # bounds the episodes waiting in memory
-    with _child_environment(WORKER_ENV):
+    with child_environment(WORKER_ENV):
         procs = [ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results, os.getpid()), daemon=True)
                  for k in range(n)]
         for p in procs:
@@ -210,10 +144,10 @@ def render_episodes(cfg: RenderConfig, seeds: list[int]):
             except queue.Empty:
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(f"a render worker died (exit code {dead[0].exitcode})") from None
+                    raise WorkerFailed(f"a render worker died (exit code {dead[0].exitcode})") from None
                 continue
             if kind == "error":
-                raise RuntimeError(f"render worker failed on seed {seed}: {payload}")
+                raise WorkerFailed(f"render worker failed on seed {seed}: {payload}")
             waiting[index[seed]] = payload
             while nxt in waiting:
                 yield waiting.pop(nxt)

@@ -335,3 +335,88 @@ class Writer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --- derived arrays ------------------------------------------------------------------------------
+
+def _ranges(n: int, step: int) -> list[tuple[int, int]]:
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+class Derived:
+    """Adds depth arrays computed from a store's own depth after rendering (noisified depth), shard
+    by shard, under the store's write lock. Each derived array has its source's shape, chunks and
+    shards, attribute `derived` (so the store's own bookkeeping ignores it), and under the `tool`'s
+    name its provenance: the settings that made it, the shards done and whether it is complete. A
+    killed run therefore resumes where it stopped, and an array made with other settings is never
+    mixed into (it is refused, or replaced with `overwrite`).
+
+        with Derived(path, "noisify") as d:
+            todo = d.prepare("front_depth_noisy", "front_depth", {"noiser": ...}, overwrite=False)
+            for start, end in todo:
+                ...  # write data/front_depth_noisy[start:end] (any process)
+                d.done("front_depth_noisy", start, end)
+    """
+
+    def __init__(self, path: str | Path, tool: str):
+        self.store = Store(path)  # StoreError if not a simgen store of this schema
+        self.tool = tool
+        self._lock = lock_store(self.store.path)
+        self._data = zarr.open_group(self.store.path, mode="r+")["data"]
+
+    def prepare(self, key: str, source: str, settings: dict, overwrite: bool = False) -> list[tuple[int, int]]:
+        """Create data/<key> from data/<source>'s layout, or reopen it to resume (same settings,
+        unfinished); returns the (start, end) frame ranges of the shards still to write."""
+        src, n = self._data[source], self.store.n_frames
+        per_shard = src.shards[0] if src.shards else shard_frames(int(np.prod(src.shape[1:])) * 2)
+        if key in self._data:
+            dst = self._data[key]
+            meta = dst.attrs.get(self.tool, {})
+            if not overwrite:
+                if meta.get("config") != settings:
+                    raise StoreError(f"{key} exists, made with other settings; --overwrite replaces it")
+                if meta.get("complete") and dst.shape[0] == n:
+                    raise StoreError(f"{key} exists and is complete; --overwrite redoes it")
+                if dst.shape[0] != n:  # the store grew: the last shard must be redone
+                    dst.resize((n, *dst.shape[1:]))
+                    meta = {**meta, "complete": False,
+                            "done": [d for d in meta["done"] if d[1] % per_shard == 0 and d[1] <= n]}
+                    dst.attrs[self.tool] = meta
+                done = {tuple(r) for r in meta["done"]}
+                return [r for r in _ranges(n, per_shard) if r not in done]
+            del self._data[key]
+        self._data.create_array(
+            key, shape=(n, *src.shape[1:]), chunks=(1, *src.shape[1:]), shards=(per_shard, *src.shape[1:]),
+            dtype=np.uint16, compressors=DEPTH_CODEC, fill_value=0,
+            attributes={"derived": True, "source": source, "unit": "mm", "scale_to_m": DEPTH_UNIT_M,
+                        "no_reading": 0, self.tool: {"config": settings, "done": [], "complete": False}})
+        return _ranges(n, per_shard)
+
+    def done(self, key: str, start: int, end: int) -> None:
+        """Record that frames [start, end) of data/<key> are written."""
+        a = self._data[key]
+        meta = dict(a.attrs[self.tool])
+        meta["done"] = sorted(meta["done"] + [[start, end]])
+        meta["complete"] = sum(e - s for s, e in meta["done"]) == self.store.n_frames
+        a.attrs[self.tool] = meta
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def derived_complete(path: str | Path, key: str, tool: str) -> bool:
+    """Whether data/<key> of a simgen store was written in full, for every frame, by `tool`."""
+    try:
+        store = Store(path)
+        a = store.array(key)
+    except (StoreError, KeyError):
+        return False
+    return bool(a.attrs.get(tool, {}).get("complete")) and a.shape[0] == store.n_frames

@@ -19,8 +19,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import register
 from tasks.base import FINGER_HALF_DEPTH, R_DOWN, TABLE_TOP_Z, Task, Waypoints, rot_z, yaw_quat
+from tasks.registry import register
 
 OPEN_THRESHOLD = 0.10  # m of drawer opening for success
 DRAWER_TRAVEL = 0.16  # m, the slide joint's range

@@ -9,8 +9,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import register
-from tasks.base import TABLE_TOP_Z, Task, Waypoints, fold_yaw, rot_z, set_box, set_free_pose, yaw_quat
+from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_free_pose,
+                        yaw_quat)
+from tasks.registry import register
 
 LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
 HALF_SIZE_RANGE = (0.018, 0.026)
@@ -50,7 +51,7 @@ class Pick(Task):
         c, half = cube.xpos.copy(), model.geom_size[model.geom("cube").id][0]
         # Rotate the hand about z by the cube's yaw folded into [-45, 45) degrees: the smallest
         # turn that lines the fingers up with a pair of faces.
-        turn = fold_yaw(np.arctan2(cube.xmat[3], cube.xmat[0]))
+        turn = grasp_yaws(body_yaw(data, "cube"))[0]
         R = rot_z(turn) @ R0
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half)]
         above = c + [0.0, 0.0, 0.10]

@@ -19,9 +19,9 @@ import mujoco
 import numpy as np
 
 from simgen.scene import robosuite_assets
-from tasks import register
-from tasks.base import (TABLE_TOP_Z, Task, Waypoints, fold_yaw, rot_z, set_box, set_cylinder, set_free_pose,
-                        yaw_quat)
+from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_cylinder,
+                        set_free_pose, yaw_quat)
+from tasks.registry import register
 
 LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
 HALF_SIZE_RANGE = (0.018, 0.026)
@@ -152,7 +152,7 @@ class PickClutter(Task):
                 set_cylinder(model, g, *cyl, density=DENSITY)
             model.geom_rgba[g] = [*rgb[slot + 1], 1.0]
 
-        turn = fold_yaw(cube_yaw)
+        turn = grasp_yaws(cube_yaw)[0]
         finger_axis = np.array([-np.sin(turn), np.cos(turn)])  # world y at the home pose
         lo, hi = np.maximum(cube_xy - NEAR, TABLE_LOW), np.minimum(cube_xy + NEAR, TABLE_HIGH)
         # Largest footprints first: they are the hardest to fit.
@@ -203,7 +203,7 @@ class PickClutter(Task):
         pos0, R0 = env.controller.eef_pose(data)
         cube = data.body("cube")
         c, half = cube.xpos.copy(), model.geom_size[model.geom("cube").id][0]
-        R = rot_z(fold_yaw(np.arctan2(cube.xmat[3], cube.xmat[0]))) @ R0
+        R = rot_z(grasp_yaws(body_yaw(data, "cube"))[0]) @ R0
         clear_z = self.table_z + CLEAR_HEIGHT
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half)]
         lifted = c + [0.0, 0.0, 0.18]

@@ -24,9 +24,9 @@ import mujoco
 import numpy as np
 
 from simgen.scene import ROBOT_PREFIX
-from tasks import register
-from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, fold_yaw, rot_z, set_box, set_cylinder,
+from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_cylinder,
                         set_free_pose, yaw_quat)
+from tasks.registry import register
 
 CUBE_HALF_RANGE = (0.018, 0.026)
 CYL_RADIUS_RANGE = (0.018, 0.024)
@@ -219,7 +219,7 @@ class Place(Task):
         geom = model.geom("object").id
         is_box = model.geom_type[geom] == mujoco.mjtGeom.mjGEOM_BOX
         half_height = model.geom_size[geom][2 if is_box else 1]
-        turn = fold_yaw(body_yaw(data, "object")) if is_box else 0.0
+        turn = grasp_yaws(body_yaw(data, "object"))[0] if is_box else 0.0
         bin_c = data.body("bin").xpos
         goal = [bin_c[0], bin_c[1], self.table_z + BIN_FLOOR_TOP + half_height + 0.006]
         carry_z = self.table_z + BIN_WALL_HEIGHT + half_height + 0.07  # object centre in transit

@@ -15,9 +15,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import register
-from tasks.base import (FINGER_HALF_DEPTH, R_DOWN, TABLE_TOP_Z, Task, Waypoints, rot_z, set_box, set_free_pose,
-                        yaw_quat)
+from tasks.base import (FINGER_HALF_DEPTH, R_DOWN, TABLE_TOP_Z, Task, Waypoints, body_yaw, rot_z, set_box,
+                        set_free_pose, yaw_quat)
+from tasks.registry import register
 
 GOAL_RADIUS = 0.05  # m, radius of the goal pad and of the success region
 GOAL_PAD_HALF_HEIGHT = 0.0015
@@ -93,7 +93,7 @@ class Push(Task):
             u = (goal - c) / max(np.linalg.norm(goal - c), 1e-9)
             turn = (np.arctan2(u[1], u[0]) + np.pi / 2) % np.pi - np.pi / 2  # fingers are symmetric
             R = rot_z(turn) @ R_DOWN  # the fingers' flat side toward the push
-            yaw = np.arctan2(box.xmat[3], box.xmat[0])
+            yaw = body_yaw(data, "box")
             behind = c - u * (_support(half, yaw, u) + FINGER_HALF_DEPTH + 0.03)
             st["u"] = u
             follow("approach", 0.35, ([*behind, safe_z], R, 0), ([*behind, push_z], R, 2))

@@ -16,10 +16,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import register
-from tasks.base import TABLE_TOP_Z, Task, body_yaw, fold_yaw, set_box, set_free_pose, yaw_quat
+from tasks.base import TABLE_TOP_Z, Task, body_yaw, grasp_yaws, set_box, set_free_pose, yaw_quat
 from tasks.place import (DENSITY, REST_SPEED, REST_TOLERANCE, PlaceExpert, free_speed, pick_apart,
                          random_colours, touched_by_robot)
+from tasks.registry import register
 
 TOP_HALF_RANGE = (0.018, 0.022)
 BOTTOM_HALF_RANGE = (0.024, 0.030)
@@ -72,8 +72,8 @@ class Stack(Task):
         b = data.body("cube_bottom").xpos
         goal = [b[0], b[1], self.table_z + 2 * bottom + top + 0.004]
         carry_z = self.table_z + 2 * bottom + top + 0.07  # top cube's centre in transit
-        return PlaceExpert(env, "cube_top", top, fold_yaw(body_yaw(data, "cube_top")),
-                           fold_yaw(body_yaw(data, "cube_bottom")), goal, carry_z)
+        return PlaceExpert(env, "cube_top", top, grasp_yaws(body_yaw(data, "cube_top"))[0],
+                           grasp_yaws(body_yaw(data, "cube_bottom"))[0], goal, carry_z)
 
     def success(self, model, data) -> bool:
         top_half = model.geom_size[model.geom("cube_top").id][0]

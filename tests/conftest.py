@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import simgen  # noqa: F401  (sets MUJOCO_GL before any test imports mujoco)
 
 
 def run_cli(*args, timeout=300, check=False, prog="simgen"):
@@ -23,6 +23,7 @@ def run_realdiff(*args, **kw):
 
 
 KINECT7 = Path(__file__).parent / "fixtures" / "kinect7"  # 3 real 7-Scenes frames, 320x240
+TINY_PRESET = str(Path(__file__).parent / "fixtures" / "realdiff-tiny.toml")  # RealD²iff in seconds
 
 
 def make_fixture_pairs(out, **kw) -> dict:
@@ -54,11 +55,9 @@ def assert_one_line_error(p, fragment):
 
 @pytest.fixture(scope="session")
 def pick_env():
-    from simgen.cameras import get_cameras
-    from simgen.env import Env
-    from tasks import get_task
+    from tasks import make_env
 
-    env = Env(get_task("pick"), get_cameras(["front", "wrist"], 128, 96), rgb=True, seg=True)
+    env = make_env("pick", ["front", "wrist"], 128, 96, rgb=True, seg=True)
     yield env
     env.close()
 

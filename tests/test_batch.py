@@ -173,10 +173,10 @@ def test_changing_shard_size_of_a_started_job_is_refused(tmp_path):
         run_job(job, progress=False)
 
 
-def test_readme_job_example_is_the_shipped_file_and_valid():
+def test_documented_job_example_is_the_shipped_file_and_valid():
     root = Path(__file__).resolve().parents[1]
     text = (root / "jobs" / "example.toml").read_text()
-    assert text in (root / "README.md").read_text()
+    assert text in (root / "docs" / "batch.md").read_text()
     job = load_job(root / "jobs" / "example.toml")
     assert [t.name for t in job.tasks] == ["pick_clutter", "stack_jitter", "robosuite_Lift"]
     assert job.tasks[1].render.randomize.camera_jitter and job.tasks[1].render.randomize.lighting

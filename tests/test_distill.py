@@ -3,18 +3,20 @@ import numpy as np
 import pytest
 import torch
 
-from realdiff.distill import DistillConfig, ddim_step, distill, distill_target
-from realdiff.noise_models import load_noiser
-from realdiff.reald2iff import NetConfig, UNet, alpha_sigma, load_model
-from realdiff.train import make_config, train
-from tests.conftest import assert_one_line_error, make_fixture_pairs, run_realdiff
+from realdiff.reald2iff.checkpoint import load_model
+from realdiff.reald2iff.config import DistillConfig, NetConfig, make_config
+from realdiff.reald2iff.distill import ddim_step, distill, distill_target
+from realdiff.reald2iff.model import UNet, alpha_sigma
+from realdiff.reald2iff.train import train
+from realdiff.sensors import load_noiser
+from tests.conftest import TINY_PRESET, assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     d = tmp_path_factory.mktemp("distill")
     make_fixture_pairs(d / "pairs.zarr", val_from=650)
-    train(d / "pairs.zarr", d / "teacher.pt", make_config("tiny"), progress=False)  # 2 coarse steps
+    train(d / "pairs.zarr", d / "teacher.pt", make_config(TINY_PRESET), progress=False)  # 2 coarse steps
     return d / "pairs.zarr", d / "teacher.pt"
 
 
@@ -44,8 +46,9 @@ def test_distilling_lowers_the_loss_and_writes_a_faster_model(teacher, tmp_path)
                 progress=False)
     losses = r["losses"]
     assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
-    student, meta = load_model(tmp_path / "s.pt")
-    src, _ = load_model(path)
+    f = load_model(tmp_path / "s.pt")
+    student, meta = f.model, f.meta
+    src = load_model(path).model
     assert student.cfg.coarse_steps == 1 and student.cfg.eta == 0.0 and meta["distilled_from"] == str(path)
     for a, b in zip(student.fine.state_dict().values(), src.fine.state_dict().values()):  # copied
         assert torch.equal(a, b)
@@ -61,9 +64,9 @@ def test_distill_command_resumes_and_refuses_bad_steps(teacher, tmp_path):
     args = ["distill", path, "--pairs", pairs, "--out", tmp_path / "s.pt", "--steps", "1", "--iters", "30",
             "--quiet"]
     assert run_realdiff(*args).returncode == 0
-    first = load_model(tmp_path / "s.pt")[0].coarse.state_dict()
+    first = load_model(tmp_path / "s.pt").model.coarse.state_dict()
     assert run_realdiff(*args).returncode == 0  # finished checkpoint: the same student again
-    again = load_model(tmp_path / "s.pt")[0].coarse.state_dict()
+    again = load_model(tmp_path / "s.pt").model.coarse.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert_one_line_error(run_realdiff("distill", path, "--pairs", pairs, "--out", tmp_path / "b.pt",
                                        "--steps", "3", "--quiet"), "must divide")

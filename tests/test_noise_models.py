@@ -1,14 +1,18 @@
-"""Depth noise models (realdiff.noise_models): the contract, each model's physics, fitting, saving."""
+"""Depth noise models (realdiff.sensors): the contract, each model's physics, fitting, saving."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from realdiff import noise_models as nm
-from realdiff.noise_models import (NOISERS, AxialLateral, Gaussian, Identity, NoiseModel,
-                                   StructuredLight, as_noiser, incidence_angle, load_noiser)
-from realdiff.reald2iff import RealD2iffNoiser
+from realdiff import sensors as nm
+from realdiff.reald2iff.noiser import RealD2iffNoiser
+from realdiff.sensors import NOISERS, NoiseModel, as_noiser, load_noiser
+from realdiff.sensors.axial_lateral import AxialLateral
+from realdiff.sensors.gaussian import Gaussian
+from realdiff.sensors.identity import Identity
+from realdiff.sensors.numerics import incidence_angle
+from realdiff.sensors.structured_light import StructuredLight
 
 H, W = 120, 160
 FX = 150.0
@@ -342,7 +346,7 @@ def test_json_round_trip(model, tmp_path):
 
 
 def test_load_noiser_by_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(nm, "PARAMS_DIR", tmp_path)
+    monkeypatch.setattr("realdiff.sensors.registry.PARAMS_DIR", tmp_path)
     assert set(NOISERS) == {"identity", "gaussian", "axial-lateral", "structured-light", "reald2iff"}
     for name, cls in NOISERS.items():
         model = load_noiser(name)

@@ -190,14 +190,16 @@ def test_other_weights_at_the_same_path_are_other_settings(store, tmp_path):
     with the first is not resumed or skipped with the second (the weights' SHA-1 is recorded)."""
     import torch
 
-    from realdiff.reald2iff import RealD2iff, save_model
-    from realdiff.train import make_config
+    from realdiff.reald2iff.checkpoint import save_model
+    from realdiff.reald2iff.config import make_config
+    from realdiff.reald2iff.model import RealD2iff
+    from tests.conftest import TINY_PRESET
 
     path, weights = tmp_path / "s.zarr", tmp_path / "m.pt"
     shutil.copytree(store, path)
     for seed in (0, 1):
         torch.manual_seed(seed)
-        save_model(RealD2iff(make_config("tiny").model), weights)
+        save_model(RealD2iff(make_config(TINY_PRESET).model), weights)
         if seed == 0:
             noisify_store(path, noiser=str(weights), workers=1, progress=False)
             meta = zarr.open_group(path)["data/front_depth_noisy"].attrs["noisify"]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from realdiff.pairs import TwinRenderer, list_frames, read_depth_png, read_intrinsics
+from realdiff.pairs import list_frames, read_depth_png, read_intrinsics
+from simgen.render import TwinRenderer
 from tests.conftest import KINECT7, make_fixture_pairs
 
 

@@ -18,7 +18,7 @@ from policies.train import TrainConfig, train
 from simgen.store import StoreError, depth_from_stored
 
 # A small network so tests train in seconds; images are 64x64 here.
-SMALL = PolicyConfig(crop=56, enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))
+SMALL = PolicyConfig(crop=0.875, enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))  # 56 of 64 px
 
 
 def run_policies(*args, **kw):
@@ -80,7 +80,7 @@ def test_batches_are_normalised_and_marked_where_depth_has_no_reading(tiny_store
     assert "more than the 1 MB frame cache" in capsys.readouterr().err  # told it will be slow
     PolicyData(tiny_store, "front_depth_noisy", ["front", "wrist"], 2, 16)
     assert "frame cache" not in capsys.readouterr().err
-    b = data.batch(np.arange(6), 56, np.random.default_rng(0))
+    b = data.batch(np.arange(6), 0.875, np.random.default_rng(0))
     assert b["depth"]["front"].shape == (6, 2, 2, 56, 56)
     assert b["proprio"].shape == (6, 2, 11) and b["action"].shape == (6, 16, 10)
     assert b["action"].abs().max() <= 1.0 + 1e-5
@@ -97,7 +97,7 @@ def test_several_depth_copies_each_sequence_reads_one_for_all_its_cameras(tiny_s
     assert data.copies == [{"front": "front_depth", "wrist": "wrist_depth"},
                            {"front": "front_depth_noisy", "wrist": "wrist_depth_noisy"}]
     idx = np.arange(0, len(data), 3)
-    b = data.batch(idx, 64, np.random.default_rng(0))  # a full-size crop: the frames as stored
+    b = data.batch(idx, 1.0, np.random.default_rng(0))  # a full-size crop: the frames as stored
     rows = data.windows[idx][:, :2]
     seen = []
     for c in ("front", "wrist"):
@@ -110,7 +110,7 @@ def test_several_depth_copies_each_sequence_reads_one_for_all_its_cameras(tiny_s
     assert np.array_equal(seen[0], seen[1])  # the same copy for both cameras
     assert 0 < seen[0].mean() < 1  # both copies are drawn
     # without rng (the centre crop, for checks), the first copy
-    b = data.batch(idx, 64, None)
+    b = data.batch(idx, 1.0, None)
     assert np.array_equal(b["depth"]["front"].numpy()[:, :, 1] > 0,
                           depth_from_stored(data.store.array("front_depth").get_orthogonal_selection(
                               (rows.ravel(),))).reshape(len(idx), 2, 64, 64) > 0)
@@ -124,7 +124,7 @@ def test_training_steps_lower_the_loss(tiny_store):
     torch.manual_seed(0)
     data = PolicyData(tiny_store, "front_depth", None, 2, 16)
     model = DiffusionPolicy(PolicyConfig(**{**SMALL.to_dict(), "cameras": ("front",)}))
-    b = data.batch(np.arange(0, len(data), max(1, len(data) // 16)), 56, np.random.default_rng(0))
+    b = data.batch(np.arange(0, len(data), max(1, len(data) // 16)), 0.875, np.random.default_rng(0))
 
     def loss():
         return model.loss(b["depth"], b["proprio"], b["action"], torch.Generator().manual_seed(1))
@@ -143,7 +143,7 @@ def test_saved_run_reloads_and_acts_identically_for_a_seed(tiny_run):
     assert bundle["task"] == "pick" and bundle["depth_keys"] == {"front": "front_depth_noisy",
                                                                  "wrist": "wrist_depth_noisy"}
     conf = json.loads((tiny_run / "config.json").read_text())
-    assert conf["train"]["steps"] == 4 and conf["policy"]["crop"] == 56
+    assert conf["train"]["steps"] == 4 and conf["policy"]["crop"] == 0.875
     rng = np.random.default_rng(3)
     depth = {c: rng.uniform(0.3, 1.5, (64, 64)).astype(np.float32) for c in ("front", "wrist")}
     state = {"eef_pos": np.array([0.0, 0.1, 1.0]), "eef_quat": np.array([0.0, 1.0, 0.0, 0.0]),

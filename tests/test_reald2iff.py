@@ -12,12 +12,16 @@ import pytest
 import torch
 
 from realdiff import load_noiser
-from realdiff.reald2iff import (A_ASINH, MODEL_VERSION, S_INV, ModelConfig, RealD2iff, RealD2iffNoiser,
-                                decode, dequantise, discrepancy_weight, encode_target, fgs_loss, fit_levels,
-                                fit_shifts, frequency_weight, load_model, near_edges, paste_texture, q_sample,
-                                save_model, shift_depth, snap_to_levels, weighted_mse)
-from realdiff.train import PairData, add_registration, add_texture, make_config, train
-from tests.conftest import assert_one_line_error, make_fixture_pairs, run_realdiff
+from realdiff.reald2iff.checkpoint import MODEL_VERSION, load_model, save_model
+from realdiff.reald2iff.config import ModelConfig, make_config
+from realdiff.reald2iff.model import (A_ASINH, S_INV, RealD2iff, decode, dequantise, discrepancy_weight,
+                                      encode_target, fgs_loss, fit_levels, frequency_weight, q_sample,
+                                      snap_to_levels, weighted_mse)
+from realdiff.reald2iff.noiser import RealD2iffNoiser, generate
+from realdiff.reald2iff.stages import (RegistrationStage, TextureStage, fit_shifts, near_edges, paste_texture,
+                                       shift_depth)
+from realdiff.reald2iff.train import PairData, add_registration, add_texture, train
+from tests.conftest import TINY_PRESET, assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def pairs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("rdm") / "tiny.pt"
-    train(pairs, out, make_config("tiny"), progress=False)
+    train(pairs, out, make_config(TINY_PRESET), progress=False)
     return out
 
 
@@ -159,7 +163,7 @@ def test_q_sample_follows_the_cosine_schedule():
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    cfg = make_config("tiny").model
+    cfg = make_config(TINY_PRESET).model
     m = RealD2iff(cfg).eval()
     for p in m.parameters():  # untrained zero-initialised output layers would give clean depth back
         p.data.normal_(0, 0.2)
@@ -169,15 +173,15 @@ def _model(seed=0):
 def test_generate_shapes_determinism_and_batch_independence():
     m = _model()
     clean = _clean(B=3, H=37, W=50)  # not a multiple of anything
-    out = m.generate(clean, [np.random.default_rng(i) for i in range(3)])
+    out = generate(m, clean, [np.random.default_rng(i) for i in range(3)])
     assert out.shape == clean.shape and out.dtype == np.float32 and np.isfinite(out).all()
     assert (out[clean == 0] == 0).all() and (out >= 0).all()
     assert not np.array_equal(out[clean > 0], clean[clean > 0])
-    again = m.generate(clean, [np.random.default_rng(i) for i in range(3)])
+    again = generate(m, clean, [np.random.default_rng(i) for i in range(3)])
     assert np.array_equal(out, again)  # same seeds, same output
-    other = m.generate(clean, [np.random.default_rng(i + 10) for i in range(3)])
+    other = generate(m, clean, [np.random.default_rng(i + 10) for i in range(3)])
     assert not np.array_equal(out, other)
-    one = m.generate(clean[1:2], [np.random.default_rng(1)])  # a frame alone = the frame in a batch
+    one = generate(m, clean[1:2], [np.random.default_rng(1)])  # a frame alone = the frame in a batch
     assert np.allclose(one[0], out[1], atol=1e-5)
 
 
@@ -237,28 +241,28 @@ def test_texture_stage_changes_only_flat_pixels_and_stays_deterministic():
     m = _model()
     for net in (m.coarse, m.fine):  # few holes, so that there are flat pixels (channels: y's s*s, then h's)
         net.out.bias.data[net.cfg.unshuffle ** 2:] = -5.0
-    tex = RealD2iff(ModelConfig(**{**m.cfg.to_dict(), "texture_tiles": 3, "texture_size": 16})).eval()
-    tex.load_state_dict({**m.state_dict(), "texture": 0.05 * torch.randn(3, 16, 16)})
+    tex = TextureStage(0.05 * torch.randn(3, 16, 16))
     clean = _smooth_clean()  # sides multiples of 32: no padding, so the edges are those computed here
     rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
-    plain, textured = m.generate(clean, rngs()), tex.generate(clean, rngs())
+    plain, textured = generate(m, clean, rngs()), generate(m, clean, rngs(), texture=tex)
     assert np.array_equal(plain > 0, textured > 0)  # the same holes: the texture is drawn after them
     near = near_edges(torch.from_numpy(clean), torch.from_numpy((plain == 0) & (clean > 0))).numpy()
     assert np.array_equal(plain[near], textured[near])
     assert (plain != textured)[~near].mean() > 0.5 and (~near).mean() > 0.5
-    assert np.array_equal(textured, tex.generate(clean, rngs()))
-    assert np.allclose(tex.generate(clean[1:], [np.random.default_rng(1)])[0], textured[1], atol=1e-5)
+    assert np.array_equal(textured, generate(m, clean, rngs(), texture=tex))
+    assert np.allclose(generate(m, clean[1:], [np.random.default_rng(1)], texture=tex)[0], textured[1], atol=1e-5)
 
 
 def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
     out = tmp_path / "textured.pt"
     r = add_texture(pairs, tiny_model, out, tiles=4, size=32)
-    m, meta = load_model(out)
-    assert m.texture.shape == (r["tiles"], 32, 32) and 1 <= r["tiles"] <= 4 <= r["candidates"]
-    assert m.cfg.name == "reald2iff-texture" and json.loads(meta["texture_from"])["size"] == 32
-    assert torch.isfinite(m.texture).all() and m.texture.abs().max() > 0
+    f = load_model(out)
+    bank = f.texture.bank
+    assert bank.shape == (r["tiles"], 32, 32) and 1 <= r["tiles"] <= 4 <= r["candidates"]
+    assert f.model.cfg.name == "reald2iff-texture" and json.loads(f.meta["texture_from"])["size"] == 32
+    assert torch.isfinite(bank).all() and bank.abs().max() > 0
     # the finer band in inverse depth: a few mm at 1-3 m is a few thousandths of 1/m
-    assert m.texture.abs().median() < 0.05
+    assert bank.abs().median() < 0.05
     _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_texture, "texture", "already has a texture stage")
 
 
@@ -296,30 +300,29 @@ def test_fit_shifts_recovers_a_known_misregistration():
 
 def test_registration_stage_noises_the_shifted_depth_scaled_by_focal_length():
     m = _model()
-    cfg = {**m.cfg.to_dict(), "shifts": 1, "shift_focal": 300.0}
-    reg = RealD2iff(ModelConfig(**cfg)).eval()
-    reg.load_state_dict({**m.state_dict(), "shift_bank": torch.tensor([[0.0, 3.0]])})
+    reg = RegistrationStage(torch.tensor([[0.0, 3.0]]), 300.0)
     clean = _smooth_clean()
     rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
     moved = shift_depth(torch.from_numpy(clean), torch.tensor([[0, 3], [0, 3]])).numpy()
-    out = reg.generate(clean, rngs())
-    assert np.array_equal(out, np.where(clean > 0, m.generate(moved, rngs()), 0))  # drawn last: same noise
-    assert np.array_equal(out, reg.generate(clean, rngs()))  # deterministic
-    assert np.allclose(reg.generate(clean[1:], [np.random.default_rng(1)])[0], out[1], atol=1e-5)
+    out = generate(m, clean, rngs(), registration=reg)
+    assert np.array_equal(out, np.where(clean > 0, generate(m, moved, rngs()), 0))  # drawn last: same noise
+    assert np.array_equal(out, generate(m, clean, rngs(), registration=reg))  # deterministic
+    assert np.allclose(generate(m, clean[1:], [np.random.default_rng(1)], registration=reg)[0], out[1], atol=1e-5)
     third = shift_depth(torch.from_numpy(clean), torch.tensor([[0, 1], [0, 1]])).numpy()  # f = f_train / 3
-    assert np.array_equal(reg.generate(clean, rngs(), focal=100.0), np.where(clean > 0, m.generate(third, rngs()), 0))
-    with pytest.raises(ValueError, match="shift_focal"):
-        ModelConfig(**{**cfg, "shift_focal": 0.0})
+    assert np.array_equal(generate(m, clean, rngs(), registration=reg, focal=100.0), np.where(clean > 0, generate(m, third, rngs()), 0))
+    with pytest.raises(ValueError, match="focal length"):
+        RegistrationStage(torch.tensor([[0.0, 3.0]]), 0.0)
 
 
 def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
     out = tmp_path / "shifted.pt"
     r = add_registration(pairs, tiny_model, out, radius=3)
-    m, meta = load_model(out)
+    f = load_model(out)
     K = PairData(pairs, "train").K
-    assert m.shift_bank.shape == (2, 2) and m.cfg.name == "reald2iff-shift"
-    assert m.cfg.shift_focal == pytest.approx((K[0][0] + K[1][1]) / 2)  # the fixture's camera
-    assert m.shift_bank.abs().max() <= 3 and json.loads(meta["shifts_from"])["frames"] == 2 == r["stats"]["frames"]
+    assert f.registration.shifts.shape == (2, 2) and f.model.cfg.name == "reald2iff-shift"
+    assert f.registration.focal == pytest.approx((K[0][0] + K[1][1]) / 2)  # the fixture's camera
+    assert f.registration.shifts.abs().max() <= 3
+    assert json.loads(f.meta["shifts_from"])["frames"] == 2 == r["stats"]["frames"]
     _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_registration, "shift",
                                       "already has a registration stage")
 
@@ -329,11 +332,12 @@ def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny
 def test_saved_model_reloads_to_identical_outputs(tmp_path):
     m = _model(seed=3)
     save_model(m, tmp_path / "m.pt", {"note": "test"})
-    m2, meta = load_model(tmp_path / "m.pt")
+    f = load_model(tmp_path / "m.pt")
+    m2, meta = f.model, f.meta
     assert meta == {"note": "test"}
     clean = _clean()
-    a = m.generate(clean, [np.random.default_rng(0), np.random.default_rng(1)])
-    b = m2.generate(clean, [np.random.default_rng(0), np.random.default_rng(1)])
+    a = generate(m, clean, [np.random.default_rng(0), np.random.default_rng(1)])
+    b = generate(m2, clean, [np.random.default_rng(0), np.random.default_rng(1)])
     assert np.array_equal(a, b)
 
 
@@ -364,7 +368,7 @@ def test_bad_model_files_give_one_clear_error(tmp_path):
 
 def test_training_on_the_fixture_lowers_the_loss(pairs):
     """The fine stage's loss on a fixed batch (fixed noise and times) drops after 120 steps."""
-    cfg = make_config("tiny", fine_iters=120, no_coarse=True)
+    cfg = make_config(TINY_PRESET, fine_iters=120, no_coarse=True)
     data = PairData(pairs, "train")
     torch.manual_seed(0)
     model = RealD2iff(cfg.model)
@@ -382,14 +386,15 @@ def test_training_on_the_fixture_lowers_the_loss(pairs):
             return weighted_mse(model.fine(x_t, cond, t), target, weight).item()
 
     before = fixed_loss()
-    from realdiff.train import train_stage
+    from realdiff.reald2iff.train import train_stage
     train_stage("fine", model, RealD2iff(cfg.model), data, PairData(pairs, "val"), cfg,
                 Path(pairs).parent, progress=False)
     assert fixed_loss() < 0.85 * before
 
 
 def test_train_writes_a_model_with_config_and_validation(tiny_model):
-    model, meta = load_model(tiny_model)
+    f = load_model(tiny_model)
+    model, meta = f.model, f.meta
     assert model.coarse is not None and model.fine is not None
     cfg = json.loads(meta["train_config"])
     assert cfg["coarse_iters"] == 20 and cfg["fgs_weight"] > 0 and cfg["dgo_beta"] > 0
@@ -400,7 +405,7 @@ def test_train_writes_a_model_with_config_and_validation(tiny_model):
 
 def test_killed_training_resumes(pairs, tmp_path):
     out = tmp_path / "m.pt"
-    args = [sys.executable, "-m", "realdiff", "train", str(pairs), "--out", str(out), "--preset", "tiny",
+    args = [sys.executable, "-m", "realdiff", "train", str(pairs), "--out", str(out), "--preset", TINY_PRESET,
             "--coarse-iters", "60", "--fine-iters", "20"]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ck = Path(str(out) + ".train") / "coarse.pt"
@@ -417,22 +422,22 @@ def test_killed_training_resumes(pairs, tmp_path):
     assert f"{step}/60" in r.stderr  # the bar starts where the checkpoint left off
     assert torch.load(ck, weights_only=True)["step"] == 60 and out.exists()
     # the same command with another config refuses to mix checkpoints
-    r = run_realdiff("train", pairs, "--out", out, "--preset", "tiny", "--coarse-iters", "70")
+    r = run_realdiff("train", pairs, "--out", out, "--preset", TINY_PRESET, "--coarse-iters", "70")
     assert_one_line_error(r, "another config")
 
 
 def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
     """--no-fgs with the fine stage copied trains only the coarse stage; --no-fine keeps coarse only."""
-    r = run_realdiff("train", pairs, "--out", tmp_path / "c.pt", "--preset", "tiny", "--no-fine",
+    r = run_realdiff("train", pairs, "--out", tmp_path / "c.pt", "--preset", TINY_PRESET, "--no-fine",
                      "--coarse-from", tiny_model, "--name", "coarse-only", "--quiet")
     assert r.returncode == 0, r.stderr
-    m, _ = load_model(tmp_path / "c.pt")
-    src, _ = load_model(tiny_model)
+    m = load_model(tmp_path / "c.pt").model
+    src = load_model(tiny_model).model
     assert m.fine is None and m.cfg.name == "coarse-only"
     assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
     noiser = load_noiser(str(tmp_path / "c.pt"))
     assert isinstance(noiser, RealD2iffNoiser) and noiser.name == "coarse-only"
-    r = run_realdiff("train", pairs, "--out", tmp_path / "f.pt", "--preset", "tiny", "--no-coarse",
+    r = run_realdiff("train", pairs, "--out", tmp_path / "f.pt", "--preset", TINY_PRESET, "--no-coarse",
                      "--fine-from", tiny_model, "--quiet")
     assert_one_line_error(r, "trained with a coarse stage")
 
@@ -440,27 +445,37 @@ def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
 def test_a_copied_coarse_stage_keeps_its_sampler_and_the_fine_fold_is_set(pairs, tiny_model, tmp_path):
     """A distilled coarse stage (1 deterministic step here) is copied with its steps and eta; the
     fine stage retrained beside it folds 4x4 pixels (--fine-fold) instead of the preset's 2x2."""
-    src, _ = load_model(tiny_model)
+    src = load_model(tiny_model).model
     src.cfg.coarse_steps, src.cfg.eta = 1, 0.0
     save_model(src, tmp_path / "distilled.pt")
-    r = run_realdiff("train", pairs, "--out", tmp_path / "m.pt", "--preset", "tiny", "--fine-fold", "4",
+    r = run_realdiff("train", pairs, "--out", tmp_path / "m.pt", "--preset", TINY_PRESET, "--fine-fold", "4",
                      "--coarse-from", tmp_path / "distilled.pt", "--quiet")
     assert r.returncode == 0, r.stderr
-    m, _ = load_model(tmp_path / "m.pt")
+    m = load_model(tmp_path / "m.pt").model
     assert (m.cfg.coarse_steps, m.cfg.eta, m.cfg.fine_steps) == (1, 0.0, 2)  # fine steps: the preset's
     assert m.cfg.fine.unshuffle == 4 and src.cfg.fine.unshuffle == 2
     assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
     clean = _clean(H=64, W=64)
-    assert m.generate(clean, [np.random.default_rng(0)] * 2).shape == clean.shape
-    assert_one_line_error(run_realdiff("train", pairs, "--out", tmp_path / "x.pt", "--preset", "tiny",
+    assert generate(m, clean, [np.random.default_rng(0)] * 2).shape == clean.shape
+    assert_one_line_error(run_realdiff("train", pairs, "--out", tmp_path / "x.pt", "--preset", TINY_PRESET,
                                        "--fine-fold", "3"), "power of 2")
 
 
-def test_presets_build_and_bad_configs_are_refused():
-    for preset in ("cpu", "gpu", "tiny"):
+def test_presets_build_and_bad_configs_are_refused(tmp_path):
+    for preset in ("cpu", "gpu", TINY_PRESET):
         cfg = make_config(preset)
         m = RealD2iff(cfg.model)
         assert m.coarse is not None and m.fine is not None
+    assert make_config("cpu").to_dict() == make_config("cpu").__class__().to_dict()  # the defaults
+    gpu = make_config("gpu")
+    assert (gpu.model.coarse.widths, gpu.model.coarse.blocks, gpu.model.coarse.unshuffle) == ((64, 128, 128), 2, 1)
+    assert (gpu.model.fine.widths, gpu.model.fine.unshuffle, gpu.device, gpu.fine_iters) == ((64, 128), 2, "cuda", 40000)
+    (tmp_path / "bad.toml").write_text("coarse_iterz = 3\n")
+    with pytest.raises(ValueError, match="coarse_iterz"):
+        make_config(str(tmp_path / "bad.toml"))
+    (tmp_path / "broken.toml").write_text("coarse_iters = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        make_config(str(tmp_path / "broken.toml"))
     assert make_config("cpu", no_fgs=None, fgs_weight=0.0).fgs_weight == 0.0
     assert make_config("cpu", no_coarse=True).model.coarse is None
     with pytest.raises(ValueError, match="unknown preset"):

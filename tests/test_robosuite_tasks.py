@@ -1,6 +1,9 @@
-"""robosuite environments as tasks (robosuite:Lift, robosuite:Stack): the store schema of a native
-task, upright metric depth that back-projects onto robosuite's table, determinism across
-processes, configuration errors and the scripted experts."""
+"""robosuite environments as tasks (robosuite:Lift, robosuite:Stack): found by the task registry,
+the store schema of a native task, upright metric depth that back-projects onto robosuite's table,
+determinism across processes, configuration errors and the scripted experts."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import zarr
@@ -10,10 +13,35 @@ from simgen.randomize import Randomization
 from simgen.robosuite_env import RobosuiteEnv
 from simgen.runner import RenderConfig, render_dataset, store_attrs
 from simgen.store import SCHEMA, Store, depth_to_stored
+from tasks import REGISTRY, get_task, make_env, task_names
+from tasks.robosuite_base import RobosuiteTask
 
 TABLE_TOP_Z = 0.8  # robosuite's TableArena top surface (table_offset)
 W, H = 64, 48  # not square: K's two axes are checked apart
 CFG = dict(task="robosuite:Lift", cameras=("front", "wrist"), width=W, height=H, seg=True)
+
+
+def test_registry_has_the_robosuite_tasks():
+    assert {"robosuite:Lift", "robosuite:Stack"} <= set(task_names())
+    for name, env in (("robosuite:Lift", "Lift"), ("robosuite:Stack", "Stack")):
+        task = get_task(name)
+        assert isinstance(task, RobosuiteTask) and task.name == name and task.env_name == env
+        assert REGISTRY[name] is type(task)
+    assert get_task("robosuite:Stack").object_bodies == ["cubeA_main", "cubeB_main"]
+
+
+def test_unknown_robosuite_task_is_one_clear_error():
+    for build in (get_task, lambda n: make_env(n, cameras=()), lambda n: RenderConfig(task=n, episodes=1)):
+        with pytest.raises(ValueError) as e:
+            build("robosuite:Foo")
+        assert str(e.value) == f"unknown task 'robosuite:Foo'; known: {', '.join(task_names())}"
+
+
+def test_checking_a_configuration_does_not_import_robosuite():
+    code = ("import sys; from simgen.runner import RenderConfig; from tasks import get_task; "
+            "get_task('robosuite:Stack'); RenderConfig(task='robosuite:Lift', episodes=1); "
+            "assert 'robosuite' not in sys.modules, 'robosuite imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +112,8 @@ def test_same_seed_same_arrays_in_any_process(lift_store):
     """Seed 4 rendered here, first, equals seed 4 rendered in a worker process after seed 3."""
     s = Store(lift_store)
     root = zarr.open_group(lift_store, mode="r")
-    with RobosuiteEnv(CFG["task"], CFG["cameras"], W, H, rgb=True, seg=True) as env:
+    with make_env(CFG["task"], CFG["cameras"], W, H, rgb=True, seg=True) as env:
+        assert isinstance(env, RobosuiteEnv)
         arrays, info = run_episode(env, 4)
     assert info["params"] == s.episodes[1]["params"]
     sl = s.episode_slice(1)
@@ -94,7 +123,7 @@ def test_same_seed_same_arrays_in_any_process(lift_store):
 
 
 @pytest.mark.parametrize("kw,fragment", [
-    (dict(task="robosuite:Door"), "supported: robosuite:Lift, robosuite:Stack"),
+    (dict(task="robosuite:Door"), "unknown task 'robosuite:Door'; known: .*robosuite:Lift, robosuite:Stack"),
     (dict(task="robosuite:Lift", randomize=Randomization(lighting=True)), "not supported for robosuite tasks"),
     (dict(task="robosuite:Stack", randomize=Randomization(table_height=True, camera_jitter=True)),
      "not supported for robosuite tasks"),
@@ -106,7 +135,7 @@ def test_config_errors(kw, fragment):
 
 
 def test_stack_expert_succeeds():
-    with RobosuiteEnv("robosuite:Stack", cameras=()) as env:  # physics only
+    with make_env("robosuite:Stack", cameras=()) as env:  # physics only
         arrays, info = run_episode(env, 11)
     assert info["success"] and info["length"] < env.task.max_steps
     cube_a, cube_b = arrays["object_pose"][-1]

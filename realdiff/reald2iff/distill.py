@@ -12,7 +12,7 @@ x~ is the x0 for which one DDIM step lands on the teacher's z_s:
 
 with z_t = alpha_t x0 + sigma_t eps from the train split's coarse targets x0 (at t = 1, pure noise,
 as when sampling) and t on the student's grid {1, 1 - 1/S, ...}. The loss is the valid-masked MSE
-to x~ plus lambda_FGS times the FGS term (see reald2iff) on x~, so the student keeps the teacher's
+to x~ plus lambda_FGS times the FGS term (see model.py) on x~, so the student keeps the teacher's
 low-frequency structure where it cannot match it exactly. The student starts from the teacher's
 weights; the fine stage, which is conditioned on a coarse sample whatever its sampler, is copied.
 Checkpoints to `<out>.distill/coarse.pt`; re-running the same command resumes.
@@ -20,46 +20,19 @@ Checkpoints to `<out>.distill/coarse.pt`; re-running the same command resumes.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from realdiff.reald2iff import alpha_sigma, fgs_loss, load_model, q_sample, save_model, weighted_mse
-from realdiff.train import PairData, _validate, resume_checkpoint, save_checkpoint
-
-
-@dataclass
-class DistillConfig:
-    """A distillation run: the student's steps, the optimiser and the FGS weight."""
-    steps: int = 2  # the student's coarse steps; the teacher's must be a multiple of it
-    iters: int = 2500
-    batch: int = 8
-    lr: float = 5e-4
-    warmup: int = 100
-    ema: float = 0.999
-    fgs_weight: float = 0.5
-    dequantise_radius: int = 2  # as the teacher's training targets
-    val_every: int = 500
-    val_frames: int = 8
-    ckpt_every: int = 250
-    seed: int = 0
-    threads: int = 0
-    name: str | None = None  # the student's name in benchmark tables (default: teacher's + "-<steps>step")
-
-    def __post_init__(self):
-        for k in ("steps", "iters", "batch", "val_every", "ckpt_every"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+from plumbing.training import Trainer, ema_warmup
+from realdiff.reald2iff.checkpoint import load_model, save_model
+from realdiff.reald2iff.config import DistillConfig
+from realdiff.reald2iff.model import alpha_sigma, fgs_loss, q_sample, weighted_mse
+from realdiff.reald2iff.train import PairData, validate
 
 
 def ddim_step(net, z, cond, t, s):
@@ -87,20 +60,21 @@ def distill_target(teacher, z, cond, t, k: int, teacher_steps: int):
 
 def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True) -> dict:
     """Distil the teacher's coarse stage to cfg.steps steps and write the student model to `out`
-    (its coarse_steps = cfg.steps, eta = 0; the fine stage copied)."""
+    (its coarse_steps = cfg.steps, eta = 0; the fine stage and any added stages copied)."""
     out = Path(out)
     work = Path(str(out) + ".distill")
     work.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    teacher, meta = load_model(teacher_path)
+    teacher = load_model(teacher_path).model
     T = teacher.cfg.coarse_steps
     if teacher.coarse is None:
         raise ValueError(f"{teacher_path}: has no coarse stage to distil")
     if T % cfg.steps or cfg.steps >= T:
         raise ValueError(f"--steps {cfg.steps} must divide the teacher's {T} coarse steps, and be fewer")
     k = T // cfg.steps
-    student, _ = load_model(teacher_path)
+    f = load_model(teacher_path)
+    student = f.model
     student.cfg.coarse_steps, student.cfg.eta = cfg.steps, 0.0
     student.cfg.name = cfg.name or f"{teacher.cfg.name}-{cfg.steps}step"
     net, ema, tnet = student.coarse.train(), copy.deepcopy(student.coarse).eval(), teacher.coarse.eval()
@@ -116,13 +90,13 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     rng = np.random.default_rng([cfg.seed, 2])
     torch.manual_seed(cfg.seed)
-    path = work / "coarse.pt"
-    start = resume_checkpoint(path, net, ema, opt, rng, run)
+    trainer = Trainer(net, ema, opt, rng, total=cfg.iters, lr=cfg.lr, warmup=cfg.warmup,
+                      ckpt=work / "coarse.pt", config=run, ckpt_every=cfg.ckpt_every,
+                      ema_decay=ema_warmup(cfg.ema), clip=1.0)
 
     t0, losses, logs = time.time(), [], []
-    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc="distill coarse", unit="it",
-               disable=not progress)
-    for step in bar:
+    bar = tqdm(total=cfg.iters, initial=trainer.step, desc="distill coarse", unit="it", disable=not progress)
+    for _ in trainer.steps(bar):
         i = torch.from_numpy(rng.integers(0, len(cond_all), cfg.batch))
         cond, x0 = cond_all[i], x_all[i]
         weight = (cond[:, 1:2] > 0).float()
@@ -133,34 +107,22 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
         loss = weighted_mse(pred, target, weight)
         if cfg.fgs_weight > 0:
             loss = loss + cfg.fgs_weight * fgs_loss(pred[:, 0], target[:, 0], weight[:, 0], torch.ones(len(t)))
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.iters))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p.detach(), 1 - decay)
+        trainer.update(loss)
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
-        done = step + 1
-        if done % cfg.ckpt_every == 0 or done == cfg.iters:
-            save_checkpoint(path, net, ema, opt, done, rng, run)
-        if done % cfg.val_every == 0 or done == cfg.iters:
+        if trainer.step % cfg.val_every == 0 or trainer.step == cfg.iters:
             student.coarse = ema
-            m = _validate(student, val, cfg)
+            m = validate(student, val, cfg.seed, texture=f.texture, registration=f.registration)
             student.coarse = net
             net.train()
-            logs.append({"step": done, "loss": float(np.mean(losses[-cfg.val_every:])), **m})
+            logs.append({"step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every:])), **m})
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", w1=m["residual_w1_mm"])
+    bar.close()
     student.coarse = ema.eval()
-    meta = dict(meta)
+    meta = dict(f.meta)
     meta.update({"distilled_from": str(teacher_path), "distill_config": json.dumps(run),
                  "distill_seconds": round(time.time() - t0, 1),
-                 "val": json.dumps(_validate(student, val, cfg))})
-    save_model(student, out, meta)
+                 "val": json.dumps(validate(student, val, cfg.seed, texture=f.texture,
+                                                         registration=f.registration))})
+    save_model(student, out, meta, f.texture, f.registration)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "log": logs, "meta": meta}
-
