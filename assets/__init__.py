@@ -1,4 +1,5 @@
 """Scene files shipped with simgen (found with importlib.resources, so they work from a wheel)."""
+
 from importlib.resources import files
 
 

@@ -7,6 +7,7 @@ Prints one line per task: successes / seeds, the 95% Wilson interval, mean episo
 the failing seeds (to replay with `simgen render --task T --seed S --episodes 1`). Target: at least
 90% for every task. Seeds 0..N-1, as `simgen render` uses them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,23 +43,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default=",".join(task_names()), help="comma-separated (default: every task)")
     ap.add_argument("--seeds", type=int, default=100)
-    ap.add_argument("--randomize", default="", help="as `simgen render --randomize` (default: defaults; "
-                    "robosuite tasks always use robosuite's own randomisation)")
+    ap.add_argument(
+        "--randomize",
+        default="",
+        help="as `simgen render --randomize` (default: defaults; "
+        "robosuite tasks always use robosuite's own randomisation)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     print(f"expert success over seeds 0..{a.seeds - 1}, randomize={a.randomize or 'defaults'}")
     for task in a.tasks.split(","):
         seeds = list(range(a.seeds))
-        parts = [(task, a.randomize, seeds[k::a.workers]) for k in range(a.workers)]
+        parts = [(task, a.randomize, seeds[k :: a.workers]) for k in range(a.workers)]
         with ProcessPoolExecutor(a.workers) as pool:
             rows = sorted(r for part in pool.map(_run, parts) for r in part)
         wins = sum(ok for _, ok, _ in rows)
         lo, hi = wilson_interval(wins, len(rows))
         failed = [s for s, ok, _ in rows if not ok]
         mean_len = sum(n for _, _, n in rows) / len(rows)
-        print(f"{task:14s} {wins}/{len(rows)} = {100 * wins / len(rows):.0f}%  "
-              f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%)  mean length {mean_len:.0f} steps  "
-              f"failed seeds: {failed[:20]}{' ...' if len(failed) > 20 else ''}", flush=True)
+        print(
+            f"{task:14s} {wins}/{len(rows)} = {100 * wins / len(rows):.0f}%  "
+            f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%)  mean length {mean_len:.0f} steps  "
+            f"failed seeds: {failed[:20]}{' ...' if len(failed) > 20 else ''}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ cores (`--preset gpu` for a GPU), then about 5 minutes of evaluation per seed.
     python bench/realism.py [--pairs out/kinect_pairs.zarr] [--models out/models] [--out out/eval_reald2iff]
                             [--seeds 0,1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,11 +74,26 @@ def main() -> None:
             run(train + ["--out", path] + extra)
     distilled = m / "distilled.pt"  # full's coarse stage distilled from 4 to 2 steps
     if not distilled.exists():
-        run(["realdiff", "distill", full, "--pairs", args.pairs, "--out", distilled, "--name", "reald2iff-2step",
-             "--quiet"])
+        run(
+            [
+                "realdiff",
+                "distill",
+                full,
+                "--pairs",
+                args.pairs,
+                "--out",
+                distilled,
+                "--name",
+                "reald2iff-2step",
+                "--quiet",
+            ]
+        )
     shipped = m / "shipped.pt"  # the distilled coarse stage and a cheaper fine stage: the default
     if not shipped.exists():
-        run(train + ["--out", shipped, "--coarse-from", distilled, "--fine-fold", "8", "--fine-iters", "12000"])
+        run(
+            train
+            + ["--out", shipped, "--coarse-from", distilled, "--fine-fold", "8", "--fine-iters", "12000"]
+        )
     textured = m / "textured.pt"  # the default with real sensor texture on flat surfaces
     if not textured.exists():
         run(["realdiff", "texture", shipped, "--pairs", args.pairs, "--out", textured])
@@ -86,14 +102,40 @@ def main() -> None:
         run(["realdiff", "shift", textured, "--pairs", args.pairs, "--out", shifted])
     slow = m / "full-8+4-steps.json"  # the full model sampled with more steps
     slow.write_text(RealD2iffNoiser(weights=str(full), coarse_steps=8, fine_steps=4).to_json())
-    order = [m / "coarse-only.pt", m / "fine-only.pt", m / "no-fgs.pt", m / "no-dgo.pt", full, slow, distilled,
-             shipped, textured, shifted]
+    order = [
+        m / "coarse-only.pt",
+        m / "fine-only.pt",
+        m / "no-fgs.pt",
+        m / "no-dgo.pt",
+        full,
+        slow,
+        distilled,
+        shipped,
+        textured,
+        shifted,
+    ]
     seeds = [int(x) for x in args.seeds.split(",")]
     for seed in seeds:
         if not (Path(args.out) / f"seed{seed}" / "metrics.json").exists():
-            run(["realdiff", "eval", "--pairs", args.pairs, "--split", "val", "--out", Path(args.out) / f"seed{seed}",
-                 "--seed", seed, "--noiser", ",".join(BASELINES + [str(p) for p in order])])
-    table = mean_table([json.loads((Path(args.out) / f"seed{s}" / "metrics.json").read_text()) for s in seeds])
+            run(
+                [
+                    "realdiff",
+                    "eval",
+                    "--pairs",
+                    args.pairs,
+                    "--split",
+                    "val",
+                    "--out",
+                    Path(args.out) / f"seed{seed}",
+                    "--seed",
+                    seed,
+                    "--noiser",
+                    ",".join(BASELINES + [str(p) for p in order]),
+                ]
+            )
+    table = mean_table(
+        [json.loads((Path(args.out) / f"seed{s}" / "metrics.json").read_text()) for s in seeds]
+    )
     (Path(args.out) / "metrics.md").write_text(table)
     print("\n" + table)
     grid = Path(args.out) / "grid.png"
@@ -104,6 +146,7 @@ def main() -> None:
 def mean_table(results: list[dict]) -> str:
     """Markdown table of each metric's mean over seeds (one realdiff eval result per seed), with
     the standard deviation over the seeds in brackets."""
+
     def cell(values):
         v = [x for x in values if x is not None]
         if not v:
@@ -112,13 +155,22 @@ def mean_table(results: list[dict]) -> str:
 
     rows = ["| noiser | " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for name in results[0]["noisers"]:
-        rows.append(f"| {name} | " + " | ".join(cell([r["noisers"][name]["metrics"].get(k) for r in results])
-                                                for k, _ in COLUMNS) + " |")
-    rows.append("| floor (real vs real) | " + " | ".join(cell([r["floor"].get(k) for r in results])
-                                                         for k, _ in COLUMNS) + " |")
-    return (f"Split `{results[0]['split']}`, {results[0]['frames']} frames; mean over seeds "
-            f"{', '.join(str(r['seed']) for r in results)} (standard deviation in brackets).\n\n"
-            + "\n".join(rows) + "\n")
+        rows.append(
+            f"| {name} | "
+            + " | ".join(cell([r["noisers"][name]["metrics"].get(k) for r in results]) for k, _ in COLUMNS)
+            + " |"
+        )
+    rows.append(
+        "| floor (real vs real) | "
+        + " | ".join(cell([r["floor"].get(k) for r in results]) for k, _ in COLUMNS)
+        + " |"
+    )
+    return (
+        f"Split `{results[0]['split']}`, {results[0]['frames']} frames; mean over seeds "
+        f"{', '.join(str(r['seed']) for r in results)} (standard deviation in brackets).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def example_grid(pairs: str, model: str, out: Path, frames=(20, 100, 180), seed: int = 0) -> None:
@@ -143,7 +195,9 @@ def example_grid(pairs: str, model: str, out: Path, frames=(20, 100, 180), seed:
     rows = []
     for f in frames:
         c, z = clean[f], real[f]
-        gens = [n.noisify_frames(c[None], K, [np.random.default_rng([seed, int(ids[f])])])[0] for n in noisers]
+        gens = [
+            n.noisify_frames(c[None], K, [np.random.default_rng([seed, int(ids[f])])])[0] for n in noisers
+        ]
         v = c[c > 0]
         lo, hi = float(np.percentile(v, 1)), float(np.percentile(v, 99))
         tiles = [colorize_depth(x, lo, hi) for x in (c, z, *gens)] + [residual(c, z), residual(c, gens[0])]

@@ -16,6 +16,7 @@ meshes, over the same robot states (mean and 99th percentile, millimetres).
 
     python bench/render_throughput.py [--episodes 24] [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,17 @@ def bench_simgen(episodes: int) -> float:
 def bench_robosuite(steps: int) -> float:
     import robosuite
 
-    env = robosuite.make("Lift", robots="Panda", has_renderer=False, has_offscreen_renderer=True,
-                         use_camera_obs=True, camera_names=["agentview", "robot0_eye_in_hand"],
-                         camera_heights=128, camera_widths=128, camera_depths=True)
+    env = robosuite.make(
+        "Lift",
+        robots="Panda",
+        has_renderer=False,
+        has_offscreen_renderer=True,
+        use_camera_obs=True,
+        camera_names=["agentview", "robot0_eye_in_hand"],
+        camera_heights=128,
+        camera_widths=128,
+        camera_depths=True,
+    )
     env.reset()
     action = np.zeros(env.action_dim)
     env.step(action)
@@ -106,13 +115,19 @@ def bench_bare(steps: int) -> float:
 def decimation_error(episodes: int = 3) -> dict:
     """Depth of decimated versus full robot meshes over the states of a few expert episodes."""
     import mujoco
+
     full = make_env("pick", CAMS, seg=True, mesh_detail=1.0)
     dec = make_env("pick", CAMS, mesh_detail=DEFAULT_MESH_DETAIL)
     faces = {}
     for name, e in (("full", full), ("decimated", dec)):
         m = e.model
-        faces[name] = int(sum(m.mesh_facenum[m.geom_dataid[g]] for g in range(m.ngeom)
-                              if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH and m.geom_group[g] == 1))
+        faces[name] = int(
+            sum(
+                m.mesh_facenum[m.geom_dataid[g]]
+                for g in range(m.ngeom)
+                if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH and m.geom_group[g] == 1
+            )
+        )
     errs_robot, errs_all = [], []
     for seed in range(episodes):
         # Roll the expert out in the full-mesh env; mirror its state into the decimated one.
@@ -134,9 +149,14 @@ def decimation_error(episodes: int = 3) -> dict:
     full.close()
     dec.close()
     ea, er = np.concatenate(errs_all), np.concatenate(errs_robot)
-    return {"faces_full": faces["full"], "faces_decimated": faces["decimated"],
-            "all_mean_mm": ea.mean(), "all_p99_mm": np.percentile(ea, 99),
-            "robot_mean_mm": er.mean(), "robot_p99_mm": np.percentile(er, 99)}
+    return {
+        "faces_full": faces["full"],
+        "faces_decimated": faces["decimated"],
+        "all_mean_mm": ea.mean(),
+        "all_p99_mm": np.percentile(ea, 99),
+        "robot_mean_mm": er.mean(),
+        "robot_p99_mm": np.percentile(er, 99),
+    }
 
 
 MEASURES = {"simgen": bench_simgen, "robosuite": bench_robosuite, "bare": bench_bare}
@@ -164,19 +184,38 @@ def main():
         for label, extra_env in runs:
             name = label.split()[0]
             # Each measurement in a fresh process: GL contexts and caches never carry over.
-            out = subprocess.run([sys.executable, __file__, "--measure", name, "--episodes",
-                                  str(args.episodes), "--steps", str(args.steps)],
-                                 capture_output=True, text=True, check=True,
-                                 env={**os.environ, **extra_env}).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    name,
+                    "--episodes",
+                    str(args.episodes),
+                    "--steps",
+                    str(args.steps),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **extra_env},
+            ).stdout
             rates[label] = float(out.strip().splitlines()[-1])
         bare = max(rates["bare"], rates["bare (1 thread)"])
-        row = {"simgen": rates["simgen"], "robosuite": rates["robosuite"], "bare": bare,
-               "vs_robosuite": rates["simgen"] / rates["robosuite"], "vs_bare": rates["simgen"] / bare}
+        row = {
+            "simgen": rates["simgen"],
+            "robosuite": rates["robosuite"],
+            "bare": bare,
+            "vs_robosuite": rates["simgen"] / rates["robosuite"],
+            "vs_bare": rates["simgen"] / bare,
+        }
         rows.append(row)
-        print(f"round {r + 1}: simgen {row['simgen']:6.1f}  robosuite {row['robosuite']:5.1f}  "
-              f"bare {rates['bare']:6.1f} / {rates['bare (1 thread)']:6.1f} (1 thread) steps/s   "
-              f"simgen/robosuite {row['vs_robosuite']:5.2f}x  simgen/bare {row['vs_bare']:.2f}",
-              flush=True)
+        print(
+            f"round {r + 1}: simgen {row['simgen']:6.1f}  robosuite {row['robosuite']:5.1f}  "
+            f"bare {rates['bare']:6.1f} / {rates['bare (1 thread)']:6.1f} (1 thread) steps/s   "
+            f"simgen/robosuite {row['vs_robosuite']:5.2f}x  simgen/bare {row['vs_bare']:.2f}",
+            flush=True,
+        )
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     print()
     print(f"two cameras (front, wrist), depth 128x128, median of {args.rounds} rounds:")
@@ -184,13 +223,17 @@ def main():
     print(f"  robosuite Lift env.step         {med['robosuite']:8.1f} steps/s")
     print(f"  bare mj_step + Renderer depth   {med['bare']:8.1f} steps/s")
     print(f"  simgen / robosuite  {med['vs_robosuite']:6.2f}x   (target >= 5)")
-    print(f"  simgen / bare       {med['vs_bare']:6.2f}    (target >= 0.85; per round "
-          f"{min(r['vs_bare'] for r in rows):.2f} to {max(r['vs_bare'] for r in rows):.2f})")
+    print(
+        f"  simgen / bare       {med['vs_bare']:6.2f}    (target >= 0.85; per round "
+        f"{min(r['vs_bare'] for r in rows):.2f} to {max(r['vs_bare'] for r in rows):.2f})"
+    )
     e = decimation_error()
-    print(f"mesh decimation: robot visual faces {e['faces_full']} -> {e['faces_decimated']}; depth "
-          f"error vs full meshes: robot pixels mean {e['robot_mean_mm']:.2f} mm, p99 "
-          f"{e['robot_p99_mm']:.1f} mm; all pixels mean {e['all_mean_mm']:.3f} mm, p99 "
-          f"{e['all_p99_mm']:.2f} mm")
+    print(
+        f"mesh decimation: robot visual faces {e['faces_full']} -> {e['faces_decimated']}; depth "
+        f"error vs full meshes: robot pixels mean {e['robot_mean_mm']:.2f} mm, p99 "
+        f"{e['robot_p99_mm']:.1f} mm; all pixels mean {e['all_mean_mm']:.3f} mm, p99 "
+        f"{e['all_p99_mm']:.2f} mm"
+    )
 
 
 if __name__ == "__main__":

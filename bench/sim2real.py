@@ -17,10 +17,12 @@ episodes a cell (about 2 minutes each): about 3 hours for one task's 4 x 4 matri
 On a GPU one would use batch 256, 20000+ steps and the wider U-Net of Chi et al. (down dims
 256-512-1024) with both cameras; evaluation stays on CPU (rendering), one process per core.
 
-    python bench/sim2real.py [--tasks pick] [--demos 200] [--steps 8000] [--eval-episodes 50] [--out out/sim2real]
+    python bench/sim2real.py [--tasks pick] [--demos 200] [--steps 8000] [--eval-episodes 50]
+                             [--out out/sim2real]
                              [--cameras front,wrist] [--depths clean,reald2iff] [--range-scale wrist=0.1]
                              [--copies 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from policies.sensors import make_sensor, sensor_model
-from realdiff.sensors import parse_range_scale
 from realdiff.noisify import is_noisified
+from realdiff.sensors import parse_range_scale
 from simgen.store import Store
 
 NOISERS = ["gaussian", "structured-light", "reald2iff"]
@@ -57,14 +59,25 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=50, help="episodes per matrix cell")
     ap.add_argument("--noisers", default=",".join(NOISERS), help="noisers for training and sensors")
     ap.add_argument("--cameras", default="front,wrist", help="cameras the policies see (default front,wrist)")
-    ap.add_argument("--depths", default=None, help="training depths, a subset of clean and the noisers "
-                    "(default: all; the matrix then holds only these rows)")
-    ap.add_argument("--range-scale", default="wrist=0.1",
-                    help="cameras whose sensor (for noisifying and at evaluation) is built S times "
-                    "smaller, CAM=S,... (default wrist=0.1: a short-range wrist camera; '' for none)")
-    ap.add_argument("--copies", type=int, default=1,
-                    help="noisified copies of each training depth (seeds 0..N-1); each training "
-                    "sequence reads one at random (runs in runs/TASK_DEPTH_xN; default 1)")
+    ap.add_argument(
+        "--depths",
+        default=None,
+        help="training depths, a subset of clean and the noisers "
+        "(default: all; the matrix then holds only these rows)",
+    )
+    ap.add_argument(
+        "--range-scale",
+        default="wrist=0.1",
+        help="cameras whose sensor (for noisifying and at evaluation) is built S times "
+        "smaller, CAM=S,... (default wrist=0.1: a short-range wrist camera; '' for none)",
+    )
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="noisified copies of each training depth (seeds 0..N-1); each training "
+        "sequence reads one at random (runs in runs/TASK_DEPTH_xN; default 1)",
+    )
     ap.add_argument("--out", default="out/sim2real")
     a = ap.parse_args()
     if a.copies < 1:
@@ -87,29 +100,87 @@ def main() -> None:
     matrix = {}
     for task in a.tasks.split(","):
         store = out / f"{task}.zarr"
-        run(["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"])
+        run(
+            ["simgen", "render", "--task", task, "--episodes", a.demos, "--out", store, "--no-rgb", "--quiet"]
+        )
         for n in [d for d in depths if d != "clean"]:  # only the training depths need a noisified copy
             for seed in range(a.copies):
-                if not all(noisified_as(store, f"{c}_depth_{copy_key(n, seed)}", described[f"noiser:{n}"],
-                                        scale.get(c), seed) for c in cams):
-                    run(["realdiff", "noisify", store, "--noiser", n, "--out-key", copy_key(n, seed),
-                         "--seed", seed, "--cameras", a.cameras, *scale_args, "--overwrite", "--quiet"])
+                if not all(
+                    noisified_as(
+                        store, f"{c}_depth_{copy_key(n, seed)}", described[f"noiser:{n}"], scale.get(c), seed
+                    )
+                    for c in cams
+                ):
+                    run(
+                        [
+                            "realdiff",
+                            "noisify",
+                            store,
+                            "--noiser",
+                            n,
+                            "--out-key",
+                            copy_key(n, seed),
+                            "--seed",
+                            seed,
+                            "--cameras",
+                            a.cameras,
+                            *scale_args,
+                            "--overwrite",
+                            "--quiet",
+                        ]
+                    )
         for d, row in zip(depths, rows):
             copies = 1 if d == "clean" else a.copies
-            rkey = ",".join(f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{copy_key(d, seed)}"
-                            for seed in range(copies))
+            rkey = ",".join(
+                f"{cams[0]}_depth" if d == "clean" else f"{cams[0]}_depth_{copy_key(d, seed)}"
+                for seed in range(copies)
+            )
             rdir = out / "runs" / (f"{task}_{d}" if copies == 1 else f"{task}_{d}_x{copies}")
             if not (rdir / "policy.pt").exists():
-                run(["policies", "train", store, "--task", task, "--depth-key", rkey, "--cameras", a.cameras,
-                     "--out", rdir, "--steps", a.steps, "--quiet"])
+                run(
+                    [
+                        "policies",
+                        "train",
+                        store,
+                        "--task",
+                        task,
+                        "--depth-key",
+                        rkey,
+                        "--cameras",
+                        a.cameras,
+                        "--out",
+                        rdir,
+                        "--steps",
+                        a.steps,
+                        "--quiet",
+                    ]
+                )
             for s in sensors:
                 edir = rdir / "eval" / s.replace("noiser:", "")
                 res = edir / "results.json"
                 done = json.loads(res.read_text()) if res.exists() else {}
-                if ((done.get("episodes"), done.get("range_scale"), done.get("sensor_model"))
-                        != (a.eval_episodes, scale, described[s])):
-                    run(["policies", "eval", rdir, "--task", task, "--episodes", a.eval_episodes,
-                         "--sensor", s, *scale_args, "--out", edir, "--quiet"])
+                if (done.get("episodes"), done.get("range_scale"), done.get("sensor_model")) != (
+                    a.eval_episodes,
+                    scale,
+                    described[s],
+                ):
+                    run(
+                        [
+                            "policies",
+                            "eval",
+                            rdir,
+                            "--task",
+                            task,
+                            "--episodes",
+                            a.eval_episodes,
+                            "--sensor",
+                            s,
+                            *scale_args,
+                            "--out",
+                            edir,
+                            "--quiet",
+                        ]
+                    )
                 r = json.loads(res.read_text())
                 matrix[(task, row, s)] = (r["successes"], r["episodes"], r["ci95"])
     write_matrix(matrix, rows, sensors, out)
@@ -135,9 +206,15 @@ def write_matrix(matrix: dict, depths: list, sensors: list, out: Path) -> None:
     tasks = sorted({t for t, _, _ in matrix})
     lines = []
     for t in tasks:
-        lines += [f"**{t}**: success rate (95% Wilson interval), rows = training depth, columns = sensor at evaluation",
-                  "", "| trained on \\ evaluated under | " + " | ".join(s.replace("noiser:", "") for s in sensors) + " |",
-                  "|---" * (len(sensors) + 1) + "|"]
+        lines += [
+            f"**{t}**: success rate (95% Wilson interval), rows = training depth, "
+            "columns = sensor at evaluation",
+            "",
+            "| trained on \\ evaluated under | "
+            + " | ".join(s.replace("noiser:", "") for s in sensors)
+            + " |",
+            "|---" * (len(sensors) + 1) + "|",
+        ]
         for d in depths:
             cells = []
             for s in sensors:
@@ -148,19 +225,29 @@ def write_matrix(matrix: dict, depths: list, sensors: list, out: Path) -> None:
     text = "\n".join(lines)
     print("\n" + text)
     (out / "matrix.md").write_text(text)
-    (out / "matrix.json").write_text(json.dumps(
-        [{"task": t, "trained_on": d, "sensor": s, "successes": k, "episodes": n, "ci95": ci}
-         for (t, d, s), (k, n, ci) in matrix.items()], indent=2))
+    (out / "matrix.json").write_text(
+        json.dumps(
+            [
+                {"task": t, "trained_on": d, "sensor": s, "successes": k, "episodes": n, "ci95": ci}
+                for (t, d, s), (k, n, ci) in matrix.items()
+            ],
+            indent=2,
+        )
+    )
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(1.6 * len(sensors) + 2.5, 1.0 * len(depths) + 1.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(1.6 * len(sensors) + 2.5, 1.0 * len(depths) + 1.5), squeeze=False
+    )
     for ax, t in zip(axes[0], tasks):
         m = np.array([[matrix[(t, d, s)][0] / matrix[(t, d, s)][1] for s in sensors] for d in depths])
         ax.imshow(m, vmin=0, vmax=1, cmap="RdYlGn")
-        ax.set_xticks(range(len(sensors)), [s.replace("noiser:", "") for s in sensors], rotation=30, ha="right")
+        ax.set_xticks(
+            range(len(sensors)), [s.replace("noiser:", "") for s in sensors], rotation=30, ha="right"
+        )
         ax.set_yticks(range(len(depths)), depths)
         ax.set_xlabel("sensor at evaluation")
         ax.set_ylabel("training depth")

@@ -34,6 +34,7 @@ About 2 minutes a seed on 2 cores:
 
     python bench/two_sample_ceiling.py [--pairs out/kinect_pairs.zarr] [--split val] [--seeds 0,1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,13 +67,22 @@ def main() -> None:
     oracle = torch.where(deq > 0, 1 / snap_to_levels(inv, levels).clamp_min(1 / 20), 0.0).numpy()
     seeds = [int(s) for s in a.seeds.split(",")]
     print(f"{a.split} split, {len(clean)} frames; two-sample accuracy over seeds {seeds}")
-    for name, gen in (("oracle (dequantised, read out)", oracle), ("dequantised, not read out", deq.numpy()),
-                      ("real itself", real)):
+    for name, gen in (
+        ("oracle (dequantised, read out)", oracle),
+        ("dequantised, not read out", deq.numpy()),
+        ("real itself", real),
+    ):
         report(name, [metrics.two_sample_accuracy(clean, real, gen, seed=s) for s in seeds])
-    rows = {"model": [], "model values, real holes": [], "real values, model holes": [],
-            "model >4 px, real finer": [], "real >4 px, model finer": [],
-            "model >4 px, real finer on flat": [], "model >4 px, model finer on flat": [],
-            "model >4 px, train frames' finer on flat": []}
+    rows = {
+        "model": [],
+        "model values, real holes": [],
+        "real values, model holes": [],
+        "model >4 px, real finer": [],
+        "real >4 px, model finer": [],
+        "model >4 px, real finer on flat": [],
+        "model >4 px, model finer on flat": [],
+        "model >4 px, train frames' finer on flat": [],
+    }
     inv_clean = torch.from_numpy(np.where(clean > 0, 1 / np.maximum(clean, 1e-3), 0.0))
     reads_np = real > 0
     reads = torch.from_numpy(reads_np)
@@ -84,6 +94,7 @@ def main() -> None:
 
     def readout(res):  # an inverse-depth residual read out on the levels, with the real holes
         return torch.where(reads, 1 / snap_to_levels(inv_clean + res, levels).clamp_min(1 / 20), 0.0).numpy()
+
     for s in seeds:
         gen = generate(noiser, clean, K, ids, seed=s)  # exactly what `realdiff eval --seed S` scores
         noiser.model.cfg.levels = ()  # the same draw, not read out (reading it out here instead of
@@ -92,15 +103,24 @@ def main() -> None:
         noiser.model.cfg.levels = levels
         inv_gen = torch.where(cont > 0, 1 / cont.clamp_min(1e-3), 0.0)
         model_reads = gen > 0
-        res_gen = torch.where(reads & (cont > 0), inv_gen - inv_clean, res_real)  # real holes, real values in model holes
+        res_gen = torch.where(
+            reads & (cont > 0), inv_gen - inv_clean, res_real
+        )  # real holes, real values in model holes
         low_gen = lowpass(res_gen, reads, 4.0)
         fine_real, fine_gen = res_real - low_real, res_gen - low_gen
-        for name, x in zip(rows, (gen, np.where(reads_np, np.where(model_reads, gen, real), 0),
-                                  np.where(model_reads, np.where(reads_np, real, gen), 0),
-                                  readout(low_gen + fine_real), readout(low_real + fine_gen),
-                                  readout(low_gen + torch.where(flat, fine_real, fine_gen)),
-                                  readout(low_gen + torch.where(flat, fine_gen, fine_real)),
-                                  readout(low_gen + torch.where(flat, t_fine, fine_gen)))):
+        for name, x in zip(
+            rows,
+            (
+                gen,
+                np.where(reads_np, np.where(model_reads, gen, real), 0),
+                np.where(model_reads, np.where(reads_np, real, gen), 0),
+                readout(low_gen + fine_real),
+                readout(low_real + fine_gen),
+                readout(low_gen + torch.where(flat, fine_real, fine_gen)),
+                readout(low_gen + torch.where(flat, fine_gen, fine_real)),
+                readout(low_gen + torch.where(flat, t_fine, fine_gen)),
+            ),
+        ):
             rows[name].append(metrics.two_sample_accuracy(clean, real, x, seed=s))
     for name, acc in rows.items():
         report(name, acc)
@@ -109,7 +129,7 @@ def main() -> None:
 def dequantised(real: np.ndarray, levels: tuple) -> torch.Tensor:
     """realdiff.reald2iff.model.dequantise over (N, H, W) real depth, 16 frames at a time."""
     r = torch.from_numpy(np.ascontiguousarray(real))
-    return torch.cat([dequantise(r[s:s + 16], levels) for s in range(0, len(r), 16)])
+    return torch.cat([dequantise(r[s : s + 16], levels) for s in range(0, len(r), 16)])
 
 
 def report(name: str, acc: list) -> None:

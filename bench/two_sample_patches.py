@@ -14,9 +14,11 @@ the classifier is trained on all patches and spends its capacity on the easiest 
 
 About 1 minute a noiser and seed on 2 cores:
 
-    python bench/two_sample_patches.py [--pairs out/kinect_pairs.zarr] [--noiser reald2iff-texture,reald2iff-texture-shift]
+    python bench/two_sample_patches.py [--pairs out/kinect_pairs.zarr]
+                                       [--noiser reald2iff-texture,reald2iff-texture-shift]
                                        [--seeds 0,1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +51,17 @@ def main() -> None:
             t = metrics.two_sample_test(clean, real, generate(noiser, clean, K, ids, seed=s), seed=s)
             parts.append({**t, **patch_features(clean, real, near, t["frame"], t["y"], t["x"])})
         r = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        print(f"\n{name}: two-sample accuracy {accuracy(r, np.ones(len(r['frame']), bool)):.3f} over seeds {seeds} "
-              f"({len(r['frame'])} test patches)")
+        print(
+            f"\n{name}: two-sample accuracy {accuracy(r, np.ones(len(r['frame']), bool)):.3f} "
+            f"over seeds {seeds} "
+            f"({len(r['frame'])} test patches)"
+        )
         fifths = np.quantile(r["residual"], [0, 0.2, 0.4, 0.6, 0.8])
-        for label, key, edges in (("near edges", "near", [0, 0.05, 0.15, 0.3, 0.6]),
-                                  ("real holes", "holes", [0, 1e-9, 0.05, 0.2, 0.5]),
-                                  ("real residual", "residual", list(fifths))):
+        for label, key, edges in (
+            ("near edges", "near", [0, 0.05, 0.15, 0.3, 0.6]),
+            ("real holes", "holes", [0, 1e-9, 0.05, 0.2, 0.5]),
+            ("real residual", "residual", list(fifths)),
+        ):
             cells = []
             for i, lo in enumerate(edges):
                 hi = edges[i + 1] if i + 1 < len(edges) else np.inf
@@ -75,8 +82,11 @@ def patch_features(clean, real, near, frame, y, x) -> dict:
     with warnings.catch_warnings():  # a patch without readings has no spread: 0
         warnings.simplefilter("ignore", RuntimeWarning)
         spread = np.nan_to_num(np.nanstd(res, axis=(1, 2)))
-    return {"near": near[f, rows, cols].mean((1, 2)), "holes": (has & (z <= 0)).sum((1, 2)) / np.maximum(has.sum((1, 2)), 1),
-            "residual": spread}
+    return {
+        "near": near[f, rows, cols].mean((1, 2)),
+        "holes": (has & (z <= 0)).sum((1, 2)) / np.maximum(has.sum((1, 2)), 1),
+        "residual": spread,
+    }
 
 
 def accuracy(r: dict, sel: np.ndarray) -> float:

@@ -7,6 +7,7 @@
   `PROG: error: ...` and exit code 2, a run whose worker failed midway (procs.WorkerFailed) one
   line and exit code 1, Ctrl-C exit code 130. Nothing else is caught: a bug keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,7 @@ def field_default(cls, name: str):
     return dataclasses.MISSING
 
 
-def option(parser: argparse.ArgumentParser, cls, name: str, help: str, flag: str | None = None,
-           **kw) -> None:
+def option(parser: argparse.ArgumentParser, cls, name: str, help: str, flag: str | None = None, **kw) -> None:
     """Add `--name` (or `flag`) for field `name` of config dataclass `cls`: its type is the
     default's, its help ends with that default. The parsed value is None when the flag is not
     given, so the config's own default applies (see `given`)."""
@@ -51,14 +51,18 @@ def option(parser: argparse.ArgumentParser, cls, name: str, help: str, flag: str
         kw["action"] = argparse.BooleanOptionalAction
     elif "type" not in kw and "action" not in kw and default not in (None, dataclasses.MISSING):
         kw["type"] = type(default)
-    parser.add_argument(flag or "--" + name.replace("_", "-"), dest=name, default=None,
-                        help=f"{help} (default {shown})", **kw)
+    parser.add_argument(
+        flag or "--" + name.replace("_", "-"), dest=name, default=None, help=f"{help} (default {shown})", **kw
+    )
 
 
 def given(args: argparse.Namespace, cls) -> dict:
     """{field: value} for the fields of `cls` that were given on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if getattr(args, f.name, None) is not None}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(args, f.name, None) is not None
+    }
 
 
 def quiet(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +92,8 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
 
 def main_of(build_parser: Callable[[], argparse.ArgumentParser]) -> Callable[[list[str] | None], int]:
     """The `main(argv=None) -> exit code` of a command-line program built by `build_parser`."""
+
     def main(argv: list[str] | None = None) -> int:
         return run(build_parser(), argv)
+
     return main

@@ -6,6 +6,7 @@ an EMA of the weights, atomic checkpoints that a re-run resumes from, and a JSON
         loss = ...                           # draw the batch from `rng`
         trainer.update(loss)                 # LR, backward, clip, step, EMA, checkpoint when due
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,11 @@ class JsonlLog:
     def __init__(self, path: Path, resume_step: int | None = 0):
         self.path = Path(path)
         if self.path.exists() and resume_step is not None:
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line).get("step", 0) <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line and json.loads(line).get("step", 0) <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")
 
@@ -75,10 +79,23 @@ class Trainer:
     state and `generator`'s (if given), and `config`: resuming under another config is a ValueError.
     """
 
-    def __init__(self, net: torch.nn.Module, ema_net: torch.nn.Module, opt: torch.optim.Optimizer,
-                 rng: np.random.Generator, *, total: int, lr: float, warmup: int, ckpt: Path, config: dict,
-                 ckpt_every: int, ema_decay: Callable[[int], float], clip: float | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        ema_net: torch.nn.Module,
+        opt: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        *,
+        total: int,
+        lr: float,
+        warmup: int,
+        ckpt: Path,
+        config: dict,
+        ckpt_every: int,
+        ema_decay: Callable[[int], float],
+        clip: float | None = None,
+        generator: torch.Generator | None = None,
+    ):
         self.net, self.ema_net, self.opt, self.rng, self.generator = net, ema_net, opt, rng, generator
         self.total, self.lr, self.warmup, self.clip = total, lr, warmup, clip
         self.ckpt, self.ckpt_every, self.ema_decay = Path(ckpt), ckpt_every, ema_decay
@@ -114,11 +131,19 @@ class Trainer:
         return warmup_cosine(max(self.step - 1, 0), self.lr, self.warmup, self.total)
 
     def save(self) -> None:
-        atomic_save({"step": self.step, "net": self.net.state_dict(), "ema": self.ema_net.state_dict(),
-                     "opt": self.opt.state_dict(), "rng": json.dumps(self.rng.bit_generator.state),
-                     "torch_rng": torch.get_rng_state(),
-                     "generator": self.generator.get_state() if self.generator is not None else None,
-                     "config": json.dumps(self.config)}, self.ckpt)
+        atomic_save(
+            {
+                "step": self.step,
+                "net": self.net.state_dict(),
+                "ema": self.ema_net.state_dict(),
+                "opt": self.opt.state_dict(),
+                "rng": json.dumps(self.rng.bit_generator.state),
+                "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state() if self.generator is not None else None,
+                "config": json.dumps(self.config),
+            },
+            self.ckpt,
+        )
 
     def _resume(self) -> int:
         if not self.ckpt.is_file():
@@ -127,11 +152,13 @@ class Trainer:
             ck = torch.load(self.ckpt, map_location="cpu", weights_only=True)
             saved = json.loads(ck["config"])
         except Exception as e:  # noqa: BLE001 (torch raises many kinds for a bad file)
-            raise ValueError(f"{self.ckpt}: not a training checkpoint ({type(e).__name__}); delete it to "
-                             "start afresh") from None
+            raise ValueError(
+                f"{self.ckpt}: not a training checkpoint ({type(e).__name__}); delete it to start afresh"
+            ) from None
         if saved != self.config:
-            raise ValueError(f"{self.ckpt} was made with another config; remove {self.ckpt.parent} to "
-                             "start afresh")
+            raise ValueError(
+                f"{self.ckpt} was made with another config; remove {self.ckpt.parent} to start afresh"
+            )
         self.net.load_state_dict(ck["net"])
         self.ema_net.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])

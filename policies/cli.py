@@ -1,8 +1,9 @@
 """`policies`: train a diffusion policy on a store's depth, and evaluate it in closed loop.
 
-    policies train STORE --task pick --depth-key front_depth_noisy [--cameras front,wrist] --out RUN [--steps N]
-    policies eval RUN --task pick --episodes 50 --sensor SENSOR [--seed S]
+policies train STORE --task pick --depth-key front_depth_noisy [--cameras front,wrist] --out RUN [--steps N]
+policies eval RUN --task pick --episodes 50 --sensor SENSOR [--seed S]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,20 @@ def cmd_train(a) -> int:
     from policies.model import PolicyConfig
     from policies.train import train
 
-    r = train(a.store, a.out, a.depth_key, _cameras(a.cameras), a.task, PolicyConfig(),
-              TrainConfig(**given(a, TrainConfig)), progress=not a.quiet)
-    print(f"{r['out']}: trained {r['steps']} steps on {r['episodes']} episodes ({r['sequences']} sequences); "
-          f"policy in {r['out']}/policy.pt")
+    r = train(
+        a.store,
+        a.out,
+        a.depth_key,
+        _cameras(a.cameras),
+        a.task,
+        PolicyConfig(),
+        TrainConfig(**given(a, TrainConfig)),
+        progress=not a.quiet,
+    )
+    print(
+        f"{r['out']}: trained {r['steps']} steps on {r['episodes']} episodes ({r['sequences']} sequences); "
+        f"policy in {r['out']}/policy.pt"
+    )
     return 0
 
 
@@ -30,11 +41,25 @@ def cmd_eval(a) -> int:
     from policies.evaluate import evaluate
     from realdiff.sensors import parse_range_scale
 
-    r = evaluate(a.run, a.task, a.episodes, a.sensor, a.seed, a.workers, a.videos, a.out, a.max_steps,
-                 progress=not a.quiet, range_scale=parse_range_scale(a.range_scale))
+    r = evaluate(
+        a.run,
+        a.task,
+        a.episodes,
+        a.sensor,
+        a.seed,
+        a.workers,
+        a.videos,
+        a.out,
+        a.max_steps,
+        progress=not a.quiet,
+        range_scale=parse_range_scale(a.range_scale),
+    )
     lo, hi = r["ci95"]
-    print(f"{a.task} under {a.sensor}: success {r['successes']}/{r['episodes']} = {100 * r['success_rate']:.1f}% "
-          f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%); results and videos in {r['out']}")
+    print(
+        f"{a.task} under {a.sensor}: success {r['successes']}/{r['episodes']} = "
+        f"{100 * r['success_rate']:.1f}% "
+        f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%); results and videos in {r['out']}"
+    )
     return 0
 
 
@@ -47,10 +72,13 @@ def build_parser() -> Parser:
     t = sub.add_parser("train", help="train a diffusion policy on a simgen store")
     t.add_argument("store", help="simgen store with demonstrations (and noisified depth)")
     t.add_argument("--task", required=True, help="the store's task (checked)")
-    t.add_argument("--depth-key", required=True,
-                   help="depth array of the first camera, e.g. front_depth or front_depth_noisy; other "
-                        "cameras use the same variant. Several, comma-separated (copies noisified with "
-                        "other seeds): each training sequence reads one of them at random")
+    t.add_argument(
+        "--depth-key",
+        required=True,
+        help="depth array of the first camera, e.g. front_depth or front_depth_noisy; other "
+        "cameras use the same variant. Several, comma-separated (copies noisified with "
+        "other seeds): each training sequence reads one of them at random",
+    )
     t.add_argument("--cameras", default=None, help="comma-separated cameras (default: the depth key's)")
     t.add_argument("--out", required=True, help="run folder (re-running resumes it)")
     option(t, TrainConfig, "steps", "gradient steps")
@@ -67,17 +95,27 @@ def build_parser() -> Parser:
     e.add_argument("run", help="run folder from `policies train`")
     e.add_argument("--task", required=True, help="task to roll out (must be the run's)")
     e.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
-    e.add_argument("--sensor", default="clean",
-                   help="clean, noiser:NAME (e.g. noiser:structured-light, noiser:reald2iff) or "
-                        "module:function (f(depth, K, rng) -> noisy depth) (default clean)")
+    e.add_argument(
+        "--sensor",
+        default="clean",
+        help="clean, noiser:NAME (e.g. noiser:structured-light, noiser:reald2iff) or "
+        "module:function (f(depth, K, rng) -> noisy depth) (default clean)",
+    )
     e.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
-    e.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
-                   help=f"episode i uses task seed SEED + i (default {DEFAULT_EVAL_SEED})")
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_EVAL_SEED,
+        help=f"episode i uses task seed SEED + i (default {DEFAULT_EVAL_SEED})",
+    )
     e.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    e.add_argument("--max-steps", type=int, default=None, help="control steps per episode (default: the task's)")
+    e.add_argument(
+        "--max-steps", type=int, default=None, help="control steps per episode (default: the task's)"
+    )
     e.add_argument("--videos", type=int, default=3, help="episodes written as MP4 (default 3)")
-    e.add_argument("--out", default=None, help="folder for results.json and videos "
-                                               "(default RUN/eval/TASK_SENSOR)")
+    e.add_argument(
+        "--out", default=None, help="folder for results.json and videos (default RUN/eval/TASK_SENSOR)"
+    )
     quiet(e)
     e.set_defaults(func=cmd_eval)
     return ap

@@ -6,6 +6,7 @@
 - `PolicyData`: batches of (depth, proprioception, actions) read lazily from the store through a
   bounded cache of shards (the store is never loaded whole), with random-crop augmentation.
 """
+
 from __future__ import annotations
 
 import sys
@@ -50,13 +51,20 @@ def quat_to_rot6d(q: np.ndarray) -> np.ndarray:
 
 def proprio_from(state: dict) -> np.ndarray:
     """(..., 11) proprioception: end-effector position (3), rotation (6D), finger positions (2)."""
-    return np.concatenate([np.asarray(state["eef_pos"], np.float32), quat_to_rot6d(state["eef_quat"]),
-                           np.asarray(state["gripper_qpos"], np.float32)], -1)
+    return np.concatenate(
+        [
+            np.asarray(state["eef_pos"], np.float32),
+            quat_to_rot6d(state["eef_quat"]),
+            np.asarray(state["gripper_qpos"], np.float32),
+        ],
+        -1,
+    )
 
 
 @dataclass
 class Normalizer:
     """Affine maps fitted on the training store and saved with the run."""
+
     action_lo: list
     action_hi: list
     proprio_lo: list
@@ -98,11 +106,12 @@ def crop(images: np.ndarray, frac: float, rng: np.random.Generator | None) -> np
     h, w = crop_size(H, W, frac)
     if rng is None:
         y, x = (H - h) // 2, (W - w) // 2
-        return images[..., y:y + h, x:x + w]
+        return images[..., y : y + h, x : x + w]
     out = np.empty(images.shape[:-2] + (h, w), images.dtype)
-    for i, (y, x) in enumerate(zip(rng.integers(0, H - h + 1, len(images)),
-                                   rng.integers(0, W - w + 1, len(images)))):
-        out[i] = images[i, ..., y:y + h, x:x + w]
+    for i, (y, x) in enumerate(
+        zip(rng.integers(0, H - h + 1, len(images)), rng.integers(0, W - w + 1, len(images)))
+    ):
+        out[i] = images[i, ..., y : y + h, x : x + w]
     return out
 
 
@@ -124,7 +133,7 @@ class FrameCache:
             if b in self.blocks:
                 self.blocks.move_to_end(b)
             else:
-                self.blocks[b] = self.array[b * self.block:(b + 1) * self.block]
+                self.blocks[b] = self.array[b * self.block : (b + 1) * self.block]
                 if len(self.blocks) > self.max_blocks:
                     self.blocks.popitem(last=False)
             sel = rows // self.block == b
@@ -141,15 +150,17 @@ def depth_keys(store: Store, names: list[str], depth_key: str, cameras: list[str
     cam = next((c for c in store_cams if depth_key.startswith(f"{c}_depth")), None)
     if cam is None or depth_key not in avail:
         raise StoreError(f"{store.path}: no depth array {depth_key!r}; depth arrays here: {', '.join(avail)}")
-    variant = depth_key[len(cam):]
+    variant = depth_key[len(cam) :]
     cams = list(cameras) if cameras else [cam]
     keys = {}
     for c in cams:
         if c not in store_cams:
             raise StoreError(f"{store.path}: no camera {c!r}; cameras here: {', '.join(store_cams)}")
         if c + variant not in avail:
-            raise StoreError(f"{store.path}: no depth array {c + variant!r} for camera {c}; "
-                             f"depth arrays here: {', '.join(avail)}")
+            raise StoreError(
+                f"{store.path}: no depth array {c + variant!r} for camera {c}; "
+                f"depth arrays here: {', '.join(avail)}"
+            )
         keys[c] = c + variant
     return keys
 
@@ -162,8 +173,16 @@ class PolicyData:
     front_depth_reald2iff_s1: the same frames noisified with other seeds): each sampled sequence
     then reads one copy, drawn at random, for all its cameras and steps."""
 
-    def __init__(self, path, depth_key: str, cameras: list[str] | None, obs_horizon: int,
-                 pred_horizon: int, cache_mb: int = 4096, max_episodes: int | None = None):
+    def __init__(
+        self,
+        path,
+        depth_key: str,
+        cameras: list[str] | None,
+        obs_horizon: int,
+        pred_horizon: int,
+        cache_mb: int = 4096,
+        max_episodes: int | None = None,
+    ):
         self.store = Store(path)
         if self.store.n_episodes == 0:
             raise StoreError(f"{path}: the store has no episodes")
@@ -179,25 +198,32 @@ class PolicyData:
         ends = self.store.episode_ends[:max_episodes] if max_episodes else self.store.episode_ends
         self.n_episodes, n = len(ends), int(ends[-1])
         self.task = self.store.meta["task"]
-        self.cameras = {c: {k: self.store.meta["cameras"][c][k] for k in ("width", "height", "K")}
-                        for c in self.keys}
+        self.cameras = {
+            c: {k: self.store.meta["cameras"][c][k] for k in ("width", "height", "K")} for c in self.keys
+        }
         self.actions = np.asarray(self.store.array("action")[:n], np.float32)
         self.proprio = proprio_from({k: self.store.array(k)[:n] for k in PROPRIO_KEYS})
         # every step is the current observation (index obs_horizon - 1) of exactly one window
         self.windows = window_indices(ends, pred_horizon, obs_horizon - 1, pred_horizon - obs_horizon)
         self.obs_horizon = obs_horizon
         per = cache_mb * (1 << 20) // (len(self.keys) * len(self.copies))
-        self.copy_frames = [{c: FrameCache(self.store.array(k), per) for c, k in keys.items()}
-                            for keys in self.copies]
+        self.copy_frames = [
+            {c: FrameCache(self.store.array(k), per) for c, k in keys.items()} for keys in self.copies
+        ]
         self.frames = self.copy_frames[0]
-        need = sum(int(np.prod(f.array.shape[1:])) * f.array.dtype.itemsize * n
-                   for frames in self.copy_frames for f in frames.values())
+        need = sum(
+            int(np.prod(f.array.shape[1:])) * f.array.dtype.itemsize * n
+            for frames in self.copy_frames
+            for f in frames.values()
+        )
         if need > cache_mb * (1 << 20):
             # sampling is uniform over the store, so a cache holding a fraction f of it misses 1 - f of
             # the blocks a batch touches, each a whole shard read again: many times slower
-            print(f"warning: {path}: the depth frames trained on take {need / (1 << 20):.0f} MB, more than "
-                  f"the {cache_mb} MB frame cache; batches will re-read shards (slow); raise --cache-mb",
-                  file=sys.stderr)
+            print(
+                f"warning: {path}: the depth frames trained on take {need / (1 << 20):.0f} MB, more than "
+                f"the {cache_mb} MB frame cache; batches will re-read shards (slow); raise --cache-mb",
+                file=sys.stderr,
+            )
         self.normalizer = self._fit_normalizer(n)
 
     def _fit_normalizer(self, n: int) -> Normalizer:
@@ -209,8 +235,14 @@ class PolicyData:
             if v.size == 0:
                 raise StoreError(f"{self.store.path}: {self.keys[c]} has no depth readings")
             mean[c], std[c] = float(v.mean()), float(max(v.std(), 1e-3))
-        return Normalizer(self.actions.min(0).tolist(), self.actions.max(0).tolist(),
-                          self.proprio.min(0).tolist(), self.proprio.max(0).tolist(), mean, std)
+        return Normalizer(
+            self.actions.min(0).tolist(),
+            self.actions.max(0).tolist(),
+            self.proprio.min(0).tolist(),
+            self.proprio.max(0).tolist(),
+            mean,
+            std,
+        )
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -220,9 +252,12 @@ class PolicyData:
         proprio (B, To, P), action (B, T, Da), normalised; a random crop per sample with rng, the
         centre without."""
         w = self.windows[idx]
-        obs_rows = w[:, :self.obs_horizon]
-        which = rng.integers(0, len(self.copies), len(idx)) if len(self.copies) > 1 and rng is not None \
-            else np.zeros(len(idx), int)  # the copy each sample reads
+        obs_rows = w[:, : self.obs_horizon]
+        which = (
+            rng.integers(0, len(self.copies), len(idx))
+            if len(self.copies) > 1 and rng is not None
+            else np.zeros(len(idx), int)
+        )  # the copy each sample reads
         depth = {}
         for c in self.keys:
             stored = np.empty(obs_rows.shape + self.frames[c].array.shape[1:], self.frames[c].array.dtype)
@@ -230,6 +265,8 @@ class PolicyData:
                 stored[which == j] = self.copy_frames[j][c].get(obs_rows[which == j])
             d = depth_from_stored(stored)  # (B, To, H, W)
             depth[c] = torch.from_numpy(crop(self.normalizer.depth(c, d), crop_frac, rng))
-        return {"depth": depth,
-                "proprio": torch.from_numpy(self.normalizer.proprio(self.proprio[obs_rows])),
-                "action": torch.from_numpy(self.normalizer.actions(self.actions[w]))}
+        return {
+            "depth": depth,
+            "proprio": torch.from_numpy(self.normalizer.proprio(self.proprio[obs_rows])),
+            "action": torch.from_numpy(self.normalizer.actions(self.actions[w])),
+        }

@@ -6,6 +6,7 @@ rendered with), the sensor's generator default_rng([seed + i, 1]) and the policy
 default_rng([seed + i, 2]), so a result is reproducible episode by episode whatever the number
 of worker processes. Episodes run in parallel, one process per core.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -48,8 +49,11 @@ def load_run(run: str | Path) -> dict:
     """The trained policy of a run folder (plain data, loaded with weights_only=True)."""
     path = Path(run) / "policy.pt"
     if not path.is_file():
-        hint = " (training has not finished: re-run `policies train` to resume)" \
-            if (Path(run) / "checkpoint.pt").exists() else ""
+        hint = (
+            " (training has not finished: re-run `policies train` to resume)"
+            if (Path(run) / "checkpoint.pt").exists()
+            else ""
+        )
         raise ValueError(f"{run}: no trained policy (policy.pt){hint}")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
@@ -91,30 +95,38 @@ class Policy:
     def act(self, depth: dict[str, np.ndarray], state: dict, rng: np.random.Generator) -> np.ndarray:
         """One action (action_dim,) given this step's depth per camera (H, W metres, as the sensor
         reported it) and state (eef_pos, eef_quat, gripper_qpos)."""
-        obs = ({c: self.norm.depth(c, depth[c]) for c in self.cfg.cameras}, self.norm.proprio(proprio_from(state)))
+        obs = (
+            {c: self.norm.depth(c, depth[c]) for c in self.cfg.cameras},
+            self.norm.proprio(proprio_from(state)),
+        )
         self.history.append(obs)
         while len(self.history) < self.cfg.obs_horizon:  # the first step: repeat it (as in training)
             self.history.appendleft(obs)
         if not self.queue:
-            d = {c: torch.from_numpy(crop(np.stack([h[0][c] for h in self.history])[None], self.cfg.crop, None).copy())
-                 for c in self.cfg.cameras}
+            d = {
+                c: torch.from_numpy(
+                    crop(np.stack([h[0][c] for h in self.history])[None], self.cfg.crop, None).copy()
+                )
+                for c in self.cfg.cameras
+            }
             p = torch.from_numpy(np.stack([h[1] for h in self.history])[None])
             noise = seeded_noise(rng, (1, self.cfg.pred_horizon, self.cfg.action_dim))
             a = self.norm.unnormalize_actions(self.model.sample(d, p, noise)[0].numpy())
             start = self.cfg.obs_horizon - 1
-            self.queue.extend(a[start:start + self.cfg.action_horizon])
+            self.queue.extend(a[start : start + self.cfg.action_horizon])
         return self.queue.popleft()
 
 
-def rollout(env: Env, policy: Policy, sensors: dict, seed: int, record: bool = False,
-            max_steps: int | None = None) -> dict:
+def rollout(
+    env: Env, policy: Policy, sensors: dict, seed: int, record: bool = False, max_steps: int | None = None
+) -> dict:
     """One closed-loop episode from task seed `seed` (at most max_steps, default the task's), each
     camera's depth through `sensors[camera]` (None: clean); frames (depth as seen | RGB) when record."""
     env.reset(seed)
     policy.reset()
     sensor_rng, policy_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     held, frames, steps, ranges = 0, [], 0, {}
-    for steps in range(1, (max_steps or env.task.max_steps) + 1):
+    for steps in range(1, (max_steps or env.task.max_steps) + 1):  # noqa: B007 (the length, after it)
         obs = env.observe()
         seen = {}
         for c in policy.cfg.cameras:
@@ -124,7 +136,9 @@ def rollout(env: Env, policy: Policy, sensors: dict, seed: int, record: bool = F
             for c in policy.cfg.cameras:  # one colour range per camera, from its first clean frame
                 if c not in ranges:
                     v = obs[f"{c}_depth"][obs[f"{c}_depth"] > 0]
-                    ranges[c] = (float(np.percentile(v, 1)), float(np.percentile(v, 95))) if v.size else (0.0, 2.0)
+                    ranges[c] = (
+                        (float(np.percentile(v, 1)), float(np.percentile(v, 95))) if v.size else (0.0, 2.0)
+                    )
             tiles = [colorize_depth(seen[c], *ranges[c]) for c in policy.cfg.cameras]
             tiles += [obs[f"{c}_rgb"] for c in policy.cfg.cameras if f"{c}_rgb" in obs]
             frames.append(np.concatenate(tiles, 1).repeat(2, 0).repeat(2, 1))
@@ -133,8 +147,13 @@ def rollout(env: Env, policy: Policy, sensors: dict, seed: int, record: bool = F
         if held >= env.task.success_hold:
             break
     eef = env.state()["eef_pos"]
-    return {"seed": int(seed), "success": held >= env.task.success_hold, "steps": steps,
-            "final_eef_pos": [round(float(v), 6) for v in eef], "frames": np.stack(frames) if record else None}
+    return {
+        "seed": int(seed),
+        "success": held >= env.task.success_hold,
+        "steps": steps,
+        "final_eef_pos": [round(float(v), 6) for v in eef],
+        "frames": np.stack(frames) if record else None,
+    }
 
 
 _W: dict = {}  # the worker's policy, sensor and environments
@@ -146,14 +165,19 @@ def _close_envs() -> None:
     _W.clear()
 
 
-def _init_worker(run: str, sensor: str, threads: int, max_steps: int | None,
-                 range_scale: dict | None = None) -> None:
+def _init_worker(
+    run: str, sensor: str, threads: int, max_steps: int | None, range_scale: dict | None = None
+) -> None:
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     torch.set_num_threads(threads)
     policy = Policy(load_run(run))
-    _W.update(policy=policy, sensors=per_camera(make_sensor(sensor), policy.cfg.cameras, range_scale), envs={},
-              max_steps=max_steps)
+    _W.update(
+        policy=policy,
+        sensors=per_camera(make_sensor(sensor), policy.cfg.cameras, range_scale),
+        envs={},
+        max_steps=max_steps,
+    )
 
 
 def _env(rgb: bool) -> Env:
@@ -165,7 +189,9 @@ def _env(rgb: bool) -> Env:
         for name, attrs in env.camera_attrs().items():
             if not np.allclose(attrs["K"], p.cameras[name]["K"], atol=1e-3):
                 env.close()
-                raise ValueError(f"camera {name}: the simulator's intrinsics differ from the training store's")
+                raise ValueError(
+                    f"camera {name}: the simulator's intrinsics differ from the training store's"
+                )
         _W["envs"][rgb] = env
         # Ours must run before the EGL display's own exit handler (registered when the first
         # renderer opened it; atexit runs last-registered first), or closing fails at exit.
@@ -178,10 +204,19 @@ def _episode(seed: int, record: bool) -> dict:
     return rollout(_env(record), _W["policy"], _W["sensors"], seed, record, _W["max_steps"])
 
 
-def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clean",
-             seed: int = DEFAULT_EVAL_SEED, workers: int | None = None, videos: int = 3,
-             out: str | Path | None = None, max_steps: int | None = None, progress: bool = True,
-             range_scale: dict | None = None) -> dict:
+def evaluate(
+    run: str | Path,
+    task: str,
+    episodes: int = 50,
+    sensor: str = "clean",
+    seed: int = DEFAULT_EVAL_SEED,
+    workers: int | None = None,
+    videos: int = 3,
+    out: str | Path | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    range_scale: dict | None = None,
+) -> dict:
     """Roll out `episodes` episodes (each at most max_steps control steps, default the task's); write
     results.json and `videos` MP4s to `out` (default <run>/eval/<task>_<sensor>); returns the summary.
     `range_scale` {camera: s}: that camera's sensor is built s times smaller (RangeScaled)."""
@@ -225,11 +260,21 @@ def evaluate(run: str | Path, task: str, episodes: int = 50, sensor: str = "clea
             iio.imwrite(out / f"episode_{r['seed']}.mp4", r["frames"], fps=20, macro_block_size=1)
     n_ok = sum(r["success"] for r in results)
     lo, hi = wilson_interval(n_ok, episodes)
-    summary = {"run": str(run), "task": task, "sensor": sensor, "range_scale": range_scale or {},
-               "sensor_model": sensor_model(model),
-               "episodes": episodes, "seed": seed,
-               "successes": n_ok, "success_rate": n_ok / episodes, "ci95": [lo, hi],
-               "episodes_detail": [{k: r[k] for k in ("seed", "success", "steps", "final_eef_pos")} for r in results]}
+    summary = {
+        "run": str(run),
+        "task": task,
+        "sensor": sensor,
+        "range_scale": range_scale or {},
+        "sensor_model": sensor_model(model),
+        "episodes": episodes,
+        "seed": seed,
+        "successes": n_ok,
+        "success_rate": n_ok / episodes,
+        "ci95": [lo, hi],
+        "episodes_detail": [
+            {k: r[k] for k in ("seed", "success", "steps", "final_eef_pos")} for r in results
+        ],
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     summary["out"] = str(out)
     return summary

@@ -13,6 +13,7 @@
 4. Diffusion: DDPM training (100 steps, squared-cosine beta schedule, epsilon prediction) and DDIM
    inference (deterministic, at most 10 steps), all in normalised action space [-1, 1].
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ from plumbing.training import bf16_supported
 @dataclass
 class PolicyConfig:
     """The network and diffusion settings (saved with a run; a run reloads with these)."""
+
     cameras: tuple = ("front",)
     proprio_dim: int = 11
     action_dim: int = 10
@@ -70,6 +72,7 @@ class PolicyConfig:
 
 # --- 1. depth encoder -----------------------------------------------------------------------------
 
+
 class ResBlock2d(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
@@ -77,8 +80,11 @@ class ResBlock2d(nn.Module):
         self.n1 = nn.GroupNorm(8, cout)
         self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.n2 = nn.GroupNorm(8, cout)
-        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.GroupNorm(8, cout)) \
-            if (stride != 1 or cin != cout) else nn.Identity()
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.GroupNorm(8, cout))
+            if (stride != 1 or cin != cout)
+            else nn.Identity()
+        )
 
     def forward(self, x):
         h = F.relu(self.n1(self.c1(x)))
@@ -97,8 +103,11 @@ class SpatialSoftmax(nn.Module):
     def forward(self, x):
         h, w = x.shape[-2:]
         p = self.conv(x).flatten(2).float().softmax(-1)  # (N, k, h*w)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device),
-                                torch.linspace(-1, 1, w, device=x.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=x.device),
+            torch.linspace(-1, 1, w, device=x.device),
+            indexing="ij",
+        )
         return torch.cat([(p * xs.reshape(1, 1, -1)).sum(-1), (p * ys.reshape(1, 1, -1)).sum(-1)], 1)
 
 
@@ -108,9 +117,15 @@ class DepthEncoder(nn.Module):
 
     def __init__(self, widths: tuple, feat_dim: int, keypoints: int = 32):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(2, widths[0], 5, 2, 2, bias=False), nn.GroupNorm(8, widths[0]), nn.ReLU())
-        self.blocks = nn.Sequential(*[ResBlock2d(widths[max(i - 1, 0)], w, 2 if i < len(widths) - 1 else 1)
-                                      for i, w in enumerate(widths)])
+        self.stem = nn.Sequential(
+            nn.Conv2d(2, widths[0], 5, 2, 2, bias=False), nn.GroupNorm(8, widths[0]), nn.ReLU()
+        )
+        self.blocks = nn.Sequential(
+            *[
+                ResBlock2d(widths[max(i - 1, 0)], w, 2 if i < len(widths) - 1 else 1)
+                for i, w in enumerate(widths)
+            ]
+        )
         self.keypoints = SpatialSoftmax(widths[-1], keypoints)
         self.head = nn.Linear(2 * keypoints, feat_dim)
 
@@ -119,6 +134,7 @@ class DepthEncoder(nn.Module):
 
 
 # --- 3. the temporal U-Net ---------------------------------------------------------------------------
+
 
 def step_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of integer diffusion steps (B,) -> (B, dim)."""
@@ -159,14 +175,30 @@ class TemporalUnet(nn.Module):
         self.down = nn.ModuleList()
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             last = i == len(down_dims) - 1
-            self.down.append(nn.ModuleList([CondResBlock1d(a, b, cd, k), CondResBlock1d(b, b, cd, k),
-                                            nn.Conv1d(b, b, 3, 2, 1) if not last else nn.Identity()]))
+            self.down.append(
+                nn.ModuleList(
+                    [
+                        CondResBlock1d(a, b, cd, k),
+                        CondResBlock1d(b, b, cd, k),
+                        nn.Conv1d(b, b, 3, 2, 1) if not last else nn.Identity(),
+                    ]
+                )
+            )
         self.mid = nn.ModuleList([CondResBlock1d(dims[-1], dims[-1], cd, k) for _ in range(2)])
         self.up = nn.ModuleList()
         for a, b in zip(reversed(down_dims[1:]), reversed(down_dims[:-1])):
-            self.up.append(nn.ModuleList([CondResBlock1d(2 * a, b, cd, k), CondResBlock1d(b, b, cd, k),
-                                          nn.ConvTranspose1d(b, b, 4, 2, 1)]))
-        self.out = nn.Sequential(Conv1dBlock(down_dims[0], down_dims[0], k), nn.Conv1d(down_dims[0], action_dim, 1))
+            self.up.append(
+                nn.ModuleList(
+                    [
+                        CondResBlock1d(2 * a, b, cd, k),
+                        CondResBlock1d(b, b, cd, k),
+                        nn.ConvTranspose1d(b, b, 4, 2, 1),
+                    ]
+                )
+            )
+        self.out = nn.Sequential(
+            Conv1dBlock(down_dims[0], down_dims[0], k), nn.Conv1d(down_dims[0], action_dim, 1)
+        )
 
     def forward(self, x, t, cond):
         c = torch.cat([self.step_mlp(step_embedding(t, self.step_mlp[0].in_features)), cond], 1)
@@ -185,6 +217,7 @@ class TemporalUnet(nn.Module):
 
 
 # --- 4. diffusion --------------------------------------------------------------------------------
+
 
 def cosine_alphas_cumprod(n: int, s: float = 0.008) -> torch.Tensor:
     """alpha-bar_t for t = 0..n-1 of the squared-cosine schedule (betas capped at 0.999)."""
@@ -210,11 +243,18 @@ class DiffusionPolicy(nn.Module):
         """depth: camera -> (B, To, 2, h, w); proprio (B, To, P) -> (B, C)."""
         B, To = proprio.shape[:2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            feats = [self.encoders[c](depth[c].flatten(0, 1)).float().reshape(B, To, -1) for c in self.cfg.cameras]
+            feats = [
+                self.encoders[c](depth[c].flatten(0, 1)).float().reshape(B, To, -1) for c in self.cfg.cameras
+            ]
         return torch.cat(feats + [proprio], 2).flatten(1)
 
-    def loss(self, depth: dict, proprio: torch.Tensor, actions: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        depth: dict,
+        proprio: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """DDPM epsilon-prediction loss on normalised actions (B, T, Da)."""
         cond = self.condition(depth, proprio)
         B = actions.shape[0]

@@ -1,12 +1,13 @@
 """The sensor a policy is evaluated under: what turns each rendered depth frame into what it sees.
 
-    clean               the rendered depth, unchanged
-    noiser:NAME         a realdiff noise model: a registered name (noiser:structured-light,
-                        noiser:reald2iff), a .json it saved or a .pt model from `realdiff train`
-    module:function     any callable f(depth, K, rng) with the noise-model interface (depth float32
-                        (B, H, W) metres, 0 = no reading; K 3x3; rng a numpy Generator), imported
-                        from the working directory or PYTHONPATH: an outside sensor simulator
+clean               the rendered depth, unchanged
+noiser:NAME         a realdiff noise model: a registered name (noiser:structured-light,
+                    noiser:reald2iff), a .json it saved or a .pt model from `realdiff train`
+module:function     any callable f(depth, K, rng) with the noise-model interface (depth float32
+                    (B, H, W) metres, 0 = no reading; K 3x3; rng a numpy Generator), imported
+                    from the working directory or PYTHONPATH: an outside sensor simulator
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,7 @@ def make_sensor(spec: str) -> NoiseModel | None:
     if spec == "clean":
         return None
     if spec.startswith("noiser:"):
-        return load_noiser(spec[len("noiser:"):])
+        return load_noiser(spec[len("noiser:") :])
     m = re.fullmatch(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)", spec)
     if m is None:
         raise ValueError(f"unknown sensor {spec!r}: use clean, noiser:NAME or module:function")

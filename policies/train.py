@@ -7,6 +7,7 @@ A run folder holds:
     policy.pt        the EMA weights with the config and normaliser, written at the end
     log.jsonl        step, loss and learning rate every `log_every` steps
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,11 +54,25 @@ class TrainConfig:
             raise ValueError("max_episodes must be >= 1")
 
 
-def run_config(store: str, episodes: int, depth_key: str, cameras, task: str | None, policy: PolicyConfig,
-               train: TrainConfig) -> dict:
-    return {"version": RUN_VERSION, "store": str(Path(store).resolve()), "episodes": episodes,
-            "depth_key": depth_key, "cameras": cameras, "task": task, "policy": policy.to_dict(),
-            "train": dataclasses.asdict(train)}
+def run_config(
+    store: str,
+    episodes: int,
+    depth_key: str,
+    cameras,
+    task: str | None,
+    policy: PolicyConfig,
+    train: TrainConfig,
+) -> dict:
+    return {
+        "version": RUN_VERSION,
+        "store": str(Path(store).resolve()),
+        "episodes": episodes,
+        "depth_key": depth_key,
+        "cameras": cameras,
+        "task": task,
+        "policy": policy.to_dict(),
+        "train": dataclasses.asdict(train),
+    }
 
 
 def _identity(conf: dict) -> dict:
@@ -66,19 +81,31 @@ def _identity(conf: dict) -> dict:
     return {**conf, "train": {k: v for k, v in conf["train"].items() if k != "cache_mb"}}
 
 
-def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None, task: str | None = None,
-          policy: PolicyConfig | None = None, cfg: TrainConfig | None = None, progress: bool = True) -> dict:
+def train(
+    store: str,
+    out: str,
+    depth_key: str,
+    cameras: list[str] | None = None,
+    task: str | None = None,
+    policy: PolicyConfig | None = None,
+    cfg: TrainConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """Train (or resume) the run in `out`; returns a summary. ValueError for bad input."""
     cfg = cfg or TrainConfig()
     out = Path(out)
     policy = policy or PolicyConfig()
-    data = PolicyData(store, depth_key, cameras, policy.obs_horizon, policy.pred_horizon, cfg.cache_mb,
-                      cfg.max_episodes)
+    data = PolicyData(
+        store, depth_key, cameras, policy.obs_horizon, policy.pred_horizon, cfg.cache_mb, cfg.max_episodes
+    )
     if task is not None and task != data.task:
         raise ValueError(f"{store} holds task {data.task!r}, not {task!r}")
-    policy = dataclasses.replace(policy, cameras=tuple(data.keys),
-                                 proprio_dim=data.proprio.shape[1], action_dim=data.actions.shape[1])
-    conf = json.loads(json.dumps(run_config(store, data.n_episodes, depth_key, list(data.keys), data.task, policy, cfg)))
+    policy = dataclasses.replace(
+        policy, cameras=tuple(data.keys), proprio_dim=data.proprio.shape[1], action_dim=data.actions.shape[1]
+    )
+    conf = json.loads(
+        json.dumps(run_config(store, data.n_episodes, depth_key, list(data.keys), data.task, policy, cfg))
+    )
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     if saved.exists() and _identity(json.loads(saved.read_text())) != _identity(conf):
@@ -93,13 +120,26 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    trainer = Trainer(model, ema, opt, rng, total=cfg.steps, lr=cfg.lr, warmup=cfg.warmup,
-                      ckpt=out / "checkpoint.pt", config=_identity(conf), ckpt_every=cfg.ckpt_every,
-                      ema_decay=ema_power(cfg.ema_power, cfg.ema_max), generator=gen)
+    trainer = Trainer(
+        model,
+        ema,
+        opt,
+        rng,
+        total=cfg.steps,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        ckpt=out / "checkpoint.pt",
+        config=_identity(conf),
+        ckpt_every=cfg.ckpt_every,
+        ema_decay=ema_power(cfg.ema_power, cfg.ema_max),
+        generator=gen,
+    )
     log = JsonlLog(out / "log.jsonl", resume_step=trainer.step)  # drops what a killed run logged past it
     if progress and trainer.step == 0:
-        print(f"policy: {n_params(model) / 1e6:.2f} M parameters; {data.n_episodes} episodes, "
-              f"{len(data)} sequences; cameras {', '.join(f'{c}={k}' for c, k in data.keys.items())}")
+        print(
+            f"policy: {n_params(model) / 1e6:.2f} M parameters; {data.n_episodes} episodes, "
+            f"{len(data)} sequences; cameras {', '.join(f'{c}={k}' for c, k in data.keys.items())}"
+        )
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train policy", unit="step", disable=not progress)
     t0, losses = time.perf_counter(), []
     model.train()
@@ -109,8 +149,14 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
         trainer.update(loss)
         losses.append(loss.item())
         if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
-            log({"step": trainer.step, "loss": float(np.mean(losses)), "lr": trainer.lr_now(),
-                 "elapsed_s": round(time.perf_counter() - t0, 1)})
+            log(
+                {
+                    "step": trainer.step,
+                    "loss": float(np.mean(losses)),
+                    "lr": trainer.lr_now(),
+                    "elapsed_s": round(time.perf_counter() - t0, 1),
+                }
+            )
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
             losses = []
     bar.close()
@@ -121,6 +167,15 @@ def train(store: str, out: str, depth_key: str, cameras: list[str] | None = None
 
 def save_policy(model: DiffusionPolicy, data: PolicyData, conf: dict, path: Path) -> None:
     """The deployable policy: weights and plain data only (loads with weights_only=True)."""
-    atomic_save({"version": RUN_VERSION, "config": conf, "normalizer": dataclasses.asdict(data.normalizer), "cameras": data.cameras,
-                  "depth_keys": data.keys, "task": data.task,
-                  "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}, path)
+    atomic_save(
+        {
+            "version": RUN_VERSION,
+            "config": conf,
+            "normalizer": dataclasses.asdict(data.normalizer),
+            "cameras": data.cameras,
+            "depth_keys": data.keys,
+            "task": data.task,
+            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        },
+        path,
+    )

@@ -1,4 +1,5 @@
 """realdiff command line: `pair`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`."""
+
 from __future__ import annotations
 
 from plumbing.cli import Parser, field_default, given, main_of, option, quiet
@@ -9,11 +10,21 @@ from realdiff.sensors import COMMITTED_MODELS, DEFAULT_NOISER, NOISERS
 def cmd_pair(args) -> int:
     from realdiff.pairs import make_pairs
 
-    s = make_pairs(args.frames, args.intrinsics, args.mesh, args.out, depth_scale=args.depth_scale,
-                   sensor=args.sensor, source=args.source, val_from=args.val_from,
-                   progress=not args.quiet)
-    print(f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val); median "
-          f"|real - clean| over pixels valid in both: {s['median_abs_diff_mm']:.1f} mm")
+    s = make_pairs(
+        args.frames,
+        args.intrinsics,
+        args.mesh,
+        args.out,
+        depth_scale=args.depth_scale,
+        sensor=args.sensor,
+        source=args.source,
+        val_from=args.val_from,
+        progress=not args.quiet,
+    )
+    print(
+        f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val); median "
+        f"|real - clean| over pixels valid in both: {s['median_abs_diff_mm']:.1f} mm"
+    )
     return 0
 
 
@@ -21,14 +32,28 @@ def cmd_train(args) -> int:
     from realdiff.reald2iff.config import make_config
     from realdiff.reald2iff.train import train
 
-    cfg = make_config(args.preset, **given(args, TrainConfig),
-                      fgs_weight=0.0 if args.no_fgs else None, dgo_beta=0.0 if args.no_dgo else None,
-                      no_coarse=args.no_coarse, no_fine=args.no_fine, fine_fold=args.fine_fold,
-                      name=args.name)
-    r = train(args.pairs, args.out, cfg, coarse_from=args.coarse_from, fine_from=args.fine_from,
-              progress=not args.quiet)
-    print(f"{args.out}: {cfg.model.name} trained in {r['seconds'] / 60:.1f} min; validation "
-          f"({cfg.val_frames} frames): {r['meta']['val']}")
+    cfg = make_config(
+        args.preset,
+        **given(args, TrainConfig),
+        fgs_weight=0.0 if args.no_fgs else None,
+        dgo_beta=0.0 if args.no_dgo else None,
+        no_coarse=args.no_coarse,
+        no_fine=args.no_fine,
+        fine_fold=args.fine_fold,
+        name=args.name,
+    )
+    r = train(
+        args.pairs,
+        args.out,
+        cfg,
+        coarse_from=args.coarse_from,
+        fine_from=args.fine_from,
+        progress=not args.quiet,
+    )
+    print(
+        f"{args.out}: {cfg.model.name} trained in {r['seconds'] / 60:.1f} min; validation "
+        f"({cfg.val_frames} frames): {r['meta']['val']}"
+    )
     return 0
 
 
@@ -37,8 +62,10 @@ def cmd_distill(args) -> int:
 
     cfg = DistillConfig(**given(args, DistillConfig))
     r = distill(args.pairs, args.teacher, args.out, cfg, progress=not args.quiet)
-    print(f"{args.out}: coarse stage distilled to {cfg.steps} steps in {r['seconds'] / 60:.1f} min; "
-          f"validation ({cfg.val_frames} frames): {r['meta']['val']}")
+    print(
+        f"{args.out}: coarse stage distilled to {cfg.steps} steps in {r['seconds'] / 60:.1f} min; "
+        f"validation ({cfg.val_frames} frames): {r['meta']['val']}"
+    )
     return 0
 
 
@@ -46,8 +73,10 @@ def cmd_texture(args) -> int:
     from realdiff.reald2iff.train import add_texture
 
     r = add_texture(args.pairs, args.model, args.out, tiles=args.tiles, seed=args.seed, name=args.name)
-    print(f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
-          f"{r['seconds']:.0f} s; validation: {r['meta']['val']}")
+    print(
+        f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
+        f"{r['seconds']:.0f} s; validation: {r['meta']['val']}"
+    )
     return 0
 
 
@@ -56,9 +85,11 @@ def cmd_shift(args) -> int:
 
     r = add_registration(args.pairs, args.model, args.out, radius=args.radius, name=args.name)
     st = r["stats"]
-    print(f"{args.out}: registration stage of {st['frames']} shifts (dy {st['mean'][0]:+.1f} +- "
-          f"{st['std'][0]:.1f}, dx {st['mean'][1]:+.1f} +- {st['std'][1]:.1f} px; {st['at_radius']:.0%} at "
-          f"the radius) in {r['seconds']:.0f} s; validation: {r['meta']['val']}")
+    print(
+        f"{args.out}: registration stage of {st['frames']} shifts (dy {st['mean'][0]:+.1f} +- "
+        f"{st['std'][0]:.1f}, dx {st['mean'][1]:+.1f} +- {st['std'][1]:.1f} px; {st['at_radius']:.0%} at "
+        f"the radius) in {r['seconds']:.0f} s; validation: {r['meta']['val']}"
+    )
     return 0
 
 
@@ -67,11 +98,21 @@ def cmd_noisify(args) -> int:
     from realdiff.sensors import parse_range_scale
 
     cams = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
-    s = noisify_store(args.store, noiser=args.noiser, cameras=cams, suffix=args.out_key,
-                      seed=args.seed, overwrite=args.overwrite, workers=args.workers,
-                      progress=not args.quiet, range_scale=parse_range_scale(args.range_scale))
-    print(f"{args.store}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
-          f"frames this run, {s['frames']} per camera)")
+    s = noisify_store(
+        args.store,
+        noiser=args.noiser,
+        cameras=cams,
+        suffix=args.out_key,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        progress=not args.quiet,
+        range_scale=parse_range_scale(args.range_scale),
+    )
+    print(
+        f"{args.store}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
+        f"frames this run, {s['frames']} per camera)"
+    )
     return 0
 
 
@@ -81,89 +122,138 @@ def cmd_eval(args) -> int:
     if not args.all and not args.noiser:
         raise ValueError("give --noiser NAME or --all")
     names = list(NOISERS) if args.all else [n.strip() for n in args.noiser.split(",") if n.strip()]
-    result = evaluate(args.pairs, args.split, names, args.out, seed=args.seed,
-                      two_sample=not args.no_two_sample, progress=not args.quiet)
+    result = evaluate(
+        args.pairs,
+        args.split,
+        names,
+        args.out,
+        seed=args.seed,
+        two_sample=not args.no_two_sample,
+        progress=not args.quiet,
+    )
     print(markdown_table(result))
     if args.out:
         print(f"wrote {args.out}/metrics.json, metrics.md, curves.png, examples_*.png")
     return 0
 
 
-RANGE_SCALE_HELP = ("give these cameras the sensor built S times smaller (depth errors and range times S), "
-                    "e.g. wrist=0.1 for a short-range wrist camera")
+RANGE_SCALE_HELP = (
+    "give these cameras the sensor built S times smaller (depth errors and range times S), "
+    "e.g. wrist=0.1 for a short-range wrist camera"
+)
 
 
 def build_parser() -> Parser:
     p = Parser(prog="realdiff", description="Real sensor depth versus clean simulated depth.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    r = sub.add_parser("pair", help="render a scene mesh at real frames' poses: a pair store",
-                       description="For every frame-NNNNNN.depth.png (+ .pose.txt, 4x4 "
-                       "camera-to-world with OpenCV axes) in --frames, render the mesh at that "
-                       "pose with the given intrinsics and store clean and real depth side by side.")
+    r = sub.add_parser(
+        "pair",
+        help="render a scene mesh at real frames' poses: a pair store",
+        description="For every frame-NNNNNN.depth.png (+ .pose.txt, 4x4 "
+        "camera-to-world with OpenCV axes) in --frames, render the mesh at that "
+        "pose with the given intrinsics and store clean and real depth side by side.",
+    )
     r.add_argument("--frames", required=True, help="folder of frame-NNNNNN.depth.png and .pose.txt")
     r.add_argument("--intrinsics", required=True, help="text file holding the 3x3 camera matrix")
-    r.add_argument("--mesh", required=True, help="scene mesh (any format trimesh reads), metres, "
-                   "in the poses' world frame")
+    r.add_argument(
+        "--mesh",
+        required=True,
+        help="scene mesh (any format trimesh reads), metres, in the poses' world frame",
+    )
     r.add_argument("--out", required=True, help="pair store to create (must not exist)")
-    r.add_argument("--depth-scale", type=float, default=0.001,
-                   help="metres per depth PNG unit (default 0.001: millimetres)")
+    r.add_argument(
+        "--depth-scale",
+        type=float,
+        default=0.001,
+        help="metres per depth PNG unit (default 0.001: millimetres)",
+    )
     r.add_argument("--sensor", default="kinect-v1", help="sensor name recorded in the store")
     r.add_argument("--source", default=None, help="source name recorded (default: the folder)")
-    r.add_argument("--val-from", type=int, default=600,
-                   help="frames with id >= this are the validation split (default 600)")
+    r.add_argument(
+        "--val-from",
+        type=int,
+        default=600,
+        help="frames with id >= this are the validation split (default 600)",
+    )
     quiet(r)
     r.set_defaults(func=cmd_pair)
 
-    t = sub.add_parser("train", help="train RealD²iff (clean-to-noisy depth diffusion) on a pair store",
-                       description="Train the coarse stage (1/4 resolution, with Frequency-Guided "
-                       "Supervision) then the fine stage (full-resolution patches, with Discrepancy-"
-                       "Guided Optimization) on the train split, validating on the val split. "
-                       "Checkpoints go to OUT.train/; re-running the same command resumes.")
+    t = sub.add_parser(
+        "train",
+        help="train RealD²iff (clean-to-noisy depth diffusion) on a pair store",
+        description="Train the coarse stage (1/4 resolution, with Frequency-Guided "
+        "Supervision) then the fine stage (full-resolution patches, with Discrepancy-"
+        "Guided Optimization) on the train split, validating on the val split. "
+        "Checkpoints go to OUT.train/; re-running the same command resumes.",
+    )
     t.add_argument("pairs", help="pair store from `realdiff pair`")
     t.add_argument("--out", required=True, help="model file to write (EMA weights and config)")
-    t.add_argument("--preset", default="cpu", help="a preset in configs/realdiff/ (cpu: about 20 min on "
-                   "2 cores; gpu: a CUDA GPU) or a .toml file of your own (default cpu)")
+    t.add_argument(
+        "--preset",
+        default="cpu",
+        help="a preset in configs/realdiff/ (cpu: about 20 min on "
+        "2 cores; gpu: a CUDA GPU) or a .toml file of your own (default cpu)",
+    )
     option(t, TrainConfig, "coarse_iters", "coarse-stage iterations (a preset may set its own)")
     option(t, TrainConfig, "fine_iters", "fine-stage iterations (a preset may set its own)")
     t.add_argument("--no-fgs", action="store_true", help="ablation: coarse stage without FGS")
     t.add_argument("--no-dgo", action="store_true", help="ablation: fine stage without DGO")
     t.add_argument("--no-coarse", action="store_true", help="ablation: fine stage only")
     t.add_argument("--no-fine", action="store_true", help="ablation: coarse stage only")
-    t.add_argument("--fine-fold", type=int, default=None,
-                   help="pixels the fine network folds into channels per side (the preset's: 4; 8 costs "
-                   "about half as much, as in the committed default)")
-    t.add_argument("--coarse-from", default=None,
-                   help="copy the coarse stage, its steps and eta from this model file")
+    t.add_argument(
+        "--fine-fold",
+        type=int,
+        default=None,
+        help="pixels the fine network folds into channels per side (the preset's: 4; 8 costs "
+        "about half as much, as in the committed default)",
+    )
+    t.add_argument(
+        "--coarse-from", default=None, help="copy the coarse stage, its steps and eta from this model file"
+    )
     t.add_argument("--fine-from", default=None, help="copy the fine stage and its steps from this model file")
-    t.add_argument("--name", default=None, help="the model's name in benchmark tables "
-                   f"(default {field_default(ModelConfig, 'name')})")
+    t.add_argument(
+        "--name",
+        default=None,
+        help=f"the model's name in benchmark tables (default {field_default(ModelConfig, 'name')})",
+    )
     option(t, TrainConfig, "seed", "seed")
     option(t, TrainConfig, "threads", "torch CPU threads, 0 for all cores")
     option(t, TrainConfig, "device", "cpu or cuda (a preset may set its own)")
     quiet(t)
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("distill", help="halve a RealD²iff model's coarse sampling steps (progressive "
-                       "distillation)", description="Train a student coarse stage whose deterministic "
-                       "sampler in --steps steps matches the teacher's in its own number of steps; the fine "
-                       "stage is copied. Checkpoints go to OUT.distill/; re-running the same command resumes.")
+    d = sub.add_parser(
+        "distill",
+        help="halve a RealD²iff model's coarse sampling steps (progressive distillation)",
+        description="Train a student coarse stage whose deterministic "
+        "sampler in --steps steps matches the teacher's in its own number of steps; the fine "
+        "stage is copied. Checkpoints go to OUT.distill/; re-running the same command resumes.",
+    )
     d.add_argument("teacher", help="model file from `realdiff train` (or `realdiff distill`)")
     d.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
     d.add_argument("--out", required=True, help="student model file to write")
     option(d, DistillConfig, "steps", "the student's coarse steps")
     option(d, DistillConfig, "iters", "iterations (2500: about 15 min on 2 cores)")
     option(d, DistillConfig, "seed", "seed")
-    option(d, DistillConfig, "name", "the student's name in benchmark tables (none: the teacher's + "
-           "-STEPSstep)", type=str)
+    option(
+        d,
+        DistillConfig,
+        "name",
+        "the student's name in benchmark tables (none: the teacher's + -STEPSstep)",
+        type=str,
+    )
     option(d, DistillConfig, "threads", "torch CPU threads, 0 for all cores")
     quiet(d)
     d.set_defaults(func=cmd_distill)
 
-    x = sub.add_parser("texture", help="give a RealD²iff model the sensor-texture stage (real texture on "
-                       "flat surfaces)", description="Cut 64x64 tiles of the real residual's finer band "
-                       "(under 4 px, in inverse depth) from the flat surfaces of the train split, keep --tiles "
-                       "of them, and write the model with them: at inference they are pasted at random on the "
-                       "flat surfaces of its output (realdiff/reald2iff/stages.py).")
+    x = sub.add_parser(
+        "texture",
+        help="give a RealD²iff model the sensor-texture stage (real texture on flat surfaces)",
+        description="Cut 64x64 tiles of the real residual's finer band "
+        "(under 4 px, in inverse depth) from the flat surfaces of the train split, keep --tiles "
+        "of them, and write the model with them: at inference they are pasted at random on the "
+        "flat surfaces of its output (realdiff/reald2iff/stages.py).",
+    )
     x.add_argument("model", help="model file from `realdiff train` or `realdiff distill`")
     x.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
     x.add_argument("--out", required=True, help="model file to write")
@@ -172,12 +262,15 @@ def build_parser() -> Parser:
     x.add_argument("--name", default=None, help="the model's name (default: the model's + -texture)")
     x.set_defaults(func=cmd_texture)
 
-    s = sub.add_parser("shift", help="give a RealD²iff model the twin-registration stage (real frames' "
-                       "shifts from their renders)", description="Fit, for each train frame, the integer "
-                       "shift of the clean depth that best matches the real depth near depth edges, and write "
-                       "the model with these shifts: at inference each frame's clean depth is moved by one of "
-                       "them, scaled by the camera's focal length, before noising "
-                       "(realdiff/reald2iff/stages.py).")
+    s = sub.add_parser(
+        "shift",
+        help="give a RealD²iff model the twin-registration stage (real frames' shifts from their renders)",
+        description="Fit, for each train frame, the integer "
+        "shift of the clean depth that best matches the real depth near depth edges, and write "
+        "the model with these shifts: at inference each frame's clean depth is moved by one of "
+        "them, scaled by the camera's focal length, before noising "
+        "(realdiff/reald2iff/stages.py).",
+    )
     s.add_argument("model", help="model file from `realdiff train`, `distill` or `texture`")
     s.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
     s.add_argument("--out", required=True, help="model file to write")
@@ -185,15 +278,21 @@ def build_parser() -> Parser:
     s.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
     s.set_defaults(func=cmd_shift)
 
-    z = sub.add_parser("noisify", help="add sensor-like depth to a simgen store",
-                       description="For each camera, read <camera>_depth (clean) and write "
-                       "<camera>_depth_<suffix> with a noise model, shard by shard on all cores. "
-                       "A killed run resumes when re-run with the same settings.")
+    z = sub.add_parser(
+        "noisify",
+        help="add sensor-like depth to a simgen store",
+        description="For each camera, read <camera>_depth (clean) and write "
+        "<camera>_depth_<suffix> with a noise model, shard by shard on all cores. "
+        "A killed run resumes when re-run with the same settings.",
+    )
     z.add_argument("store", help="simgen store (from `simgen render`)")
-    z.add_argument("--noiser", default=DEFAULT_NOISER,
-                   help=f"noise model: a registered name ({', '.join(NOISERS)}) or committed model "
-                   f"({', '.join(COMMITTED_MODELS)}), a .json file saved by a model, or a .pt model from "
-                   f"`realdiff train` (default {DEFAULT_NOISER})")
+    z.add_argument(
+        "--noiser",
+        default=DEFAULT_NOISER,
+        help=f"noise model: a registered name ({', '.join(NOISERS)}) or committed model "
+        f"({', '.join(COMMITTED_MODELS)}), a .json file saved by a model, or a .pt model from "
+        f"`realdiff train` (default {DEFAULT_NOISER})",
+    )
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
     z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
@@ -203,15 +302,22 @@ def build_parser() -> Parser:
     quiet(z)
     z.set_defaults(func=cmd_noisify)
 
-    e = sub.add_parser("eval", help="score noise models against real depth (realism benchmark)",
-                       description="Run noise models on a pair store's clean depth and compare "
-                       "with the real depth of the same views: residual W1, hole F1 and rate, noise "
-                       "versus depth, spectrum, edge profile, a two-sample CNN test, and the floor "
-                       "(real versus real).")
+    e = sub.add_parser(
+        "eval",
+        help="score noise models against real depth (realism benchmark)",
+        description="Run noise models on a pair store's clean depth and compare "
+        "with the real depth of the same views: residual W1, hole F1 and rate, noise "
+        "versus depth, spectrum, edge profile, a two-sample CNN test, and the floor "
+        "(real versus real).",
+    )
     e.add_argument("--pairs", required=True, help="pair store from `realdiff pair`")
     e.add_argument("--split", default="val", help="train or val (default val)")
-    e.add_argument("--noiser", default=None, help="comma-separated noise models: registered names "
-                   "(reald2iff: the committed weights), .json files or .pt models from `realdiff train`")
+    e.add_argument(
+        "--noiser",
+        default=None,
+        help="comma-separated noise models: registered names "
+        "(reald2iff: the committed weights), .json files or .pt models from `realdiff train`",
+    )
     e.add_argument("--all", action="store_true", help="score every registered noiser")
     e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
     e.add_argument("--seed", type=int, default=0, help="noise and test seed (default 0)")

@@ -5,6 +5,7 @@ For each noise model, its output on the split's clean depth (frame i drawn with
 in realdiff.metrics; the floor (the set metrics between two halves of the real split) says what a
 perfect model would score with this much data. Writes metrics.json, metrics.md and PNG plots.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,34 +19,47 @@ from realdiff.pairs import load_split
 from realdiff.sensors import load_noiser
 from simgen.preview import colorize_depth
 
-COLUMNS = [("residual_w1_mm", "residual W1 (mm)"), ("hole_f1", "hole F1"),
-           ("hole_rate_abs_diff", "hole-rate diff"), ("noise_depth_rmse_mm", "noise-vs-depth RMSE (mm)"),
-           ("spectrum_dist", "spectrum dist"), ("edge_rmse", "edge-profile RMSE"),
-           ("two_sample_acc", "two-sample acc")]
+COLUMNS = [
+    ("residual_w1_mm", "residual W1 (mm)"),
+    ("hole_f1", "hole F1"),
+    ("hole_rate_abs_diff", "hole-rate diff"),
+    ("noise_depth_rmse_mm", "noise-vs-depth RMSE (mm)"),
+    ("spectrum_dist", "spectrum dist"),
+    ("edge_rmse", "edge-profile RMSE"),
+    ("two_sample_acc", "two-sample acc"),
+]
 
 
-def generate(model, clean: np.ndarray, K: np.ndarray, frame_ids: np.ndarray, seed: int,
-             progress: bool = False) -> np.ndarray:
+def generate(
+    model, clean: np.ndarray, K: np.ndarray, frame_ids: np.ndarray, seed: int, progress: bool = False
+) -> np.ndarray:
     """The model's noisy depth for every frame, each with its own seeded generator."""
     out = np.empty_like(clean)
     bar = tqdm(total=len(clean), desc=model.name, unit="frame", disable=not progress, leave=False)
     for s in range(0, len(clean), 8):
-        rngs = [np.random.default_rng([seed, int(i)]) for i in frame_ids[s:s + 8]]
-        out[s:s + 8] = model.noisify_frames(clean[s:s + 8], K, rngs)
+        rngs = [np.random.default_rng([seed, int(i)]) for i in frame_ids[s : s + 8]]
+        out[s : s + 8] = model.noisify_frames(clean[s : s + 8], K, rngs)
         bar.update(len(rngs))
     bar.close()
     return out
 
 
-def evaluate(pairs, split="val", noisers=("structured-light",), out_dir=None, seed=0,
-             two_sample=True, progress=True) -> dict:
+def evaluate(
+    pairs, split="val", noisers=("structured-light",), out_dir=None, seed=0, two_sample=True, progress=True
+) -> dict:
     """Score each noiser; returns {'floor': ..., 'noisers': {name: metrics}}; writes files to out_dir."""
     models = [load_noiser(n) for n in noisers]  # unknown names fail before any work
     clean, real, K, ids = load_split(pairs, split)
     dist = metrics.edge_distance(clean)
     real_stats = metrics.set_stats(clean, real, seed=seed, dist=dist)
-    result = {"pairs": str(pairs), "split": split, "frames": int(len(clean)), "seed": seed,
-              "floor": metrics.floor(clean, real, seed=seed), "noisers": {}}
+    result = {
+        "pairs": str(pairs),
+        "split": split,
+        "frames": int(len(clean)),
+        "seed": seed,
+        "floor": metrics.floor(clean, real, seed=seed),
+        "noisers": {},
+    }
     curves = {"real": (metrics.noise_vs_depth(clean, real), metrics.edge_profile(clean, real, dist=dist))}
     examples = {}
     for model in models:
@@ -75,10 +89,15 @@ def markdown_table(result: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for name, r in result["noisers"].items():
         rows.append(f"| {name} | " + " | ".join(fmt(r["metrics"].get(k)) for k, _ in COLUMNS) + " |")
-    rows.append("| floor (real vs real) | " + " | ".join(fmt(result["floor"].get(k)) for k, _ in COLUMNS) + " |")
-    return (f"Split `{result['split']}` of `{result['pairs']}`, {result['frames']} frames. Lower is "
-            f"better except hole F1 (higher) and two-sample accuracy (0.5 = indistinguishable).\n\n"
-            + "\n".join(rows) + "\n")
+    rows.append(
+        "| floor (real vs real) | " + " | ".join(fmt(result["floor"].get(k)) for k, _ in COLUMNS) + " |"
+    )
+    return (
+        f"Split `{result['split']}` of `{result['pairs']}`, {result['frames']} frames. Lower is "
+        f"better except hole F1 (higher) and two-sample accuracy (0.5 = indistinguishable).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def _plot_curves(curves: dict, out: Path) -> None:

@@ -18,6 +18,7 @@ Residuals with |noisy - clean| > `OUTLIER_M` (0.5 m) are gross outliers (flying 
 mismatched twin geometry): `residuals` returns them, the residual statistics (W1, noise versus depth,
 spectrum) ignore them, and they are not holes.
 """
+
 import numpy as np
 from scipy import ndimage, stats
 from scipy.fft import rfft2
@@ -61,6 +62,7 @@ def curve_rmse(a, b):
 
 # --- 1. residual distribution ------------------------------------------------------------------
 
+
 def residuals(clean, noisy):
     """1-D float64 array of noisy - clean over the pixels where both have a reading."""
     clean, noisy = _pair(clean, noisy)
@@ -89,10 +91,13 @@ def w1_mm(res_a, res_b):
 
 def residual_w1_mm(clean, real, gen, max_samples=2_000_000, seed=0):
     """W1 (mm) between the residual distributions of real and gen, gross outliers ignored."""
-    return w1_mm(residual_sample(clean, real, max_samples, seed), residual_sample(clean, gen, max_samples, seed))
+    return w1_mm(
+        residual_sample(clean, real, max_samples, seed), residual_sample(clean, gen, max_samples, seed)
+    )
 
 
 # --- 2. holes ----------------------------------------------------------------------------------
+
 
 def hole_rate(clean, noisy):
     """Fraction of the pixels with a clean depth that have no noisy reading (NaN if none)."""
@@ -118,11 +123,16 @@ def hole_f1(clean, real, gen):
 def hole_scores(clean, real, gen):
     """{"hole_f1", "hole_rate_real", "hole_rate_gen", "hole_rate_abs_diff"} (see hole_f1, hole_rate)."""
     rate_real, rate_gen = hole_rate(clean, real), hole_rate(clean, gen)
-    return {"hole_f1": hole_f1(clean, real, gen), "hole_rate_real": rate_real, "hole_rate_gen": rate_gen,
-            "hole_rate_abs_diff": abs(rate_real - rate_gen)}
+    return {
+        "hole_f1": hole_f1(clean, real, gen),
+        "hole_rate_real": rate_real,
+        "hole_rate_gen": rate_gen,
+        "hole_rate_abs_diff": abs(rate_real - rate_gen),
+    }
 
 
 # --- 3. noise versus depth ---------------------------------------------------------------------
+
 
 def noise_vs_depth(clean, noisy, bin_m=0.25, max_depth=5.0):
     """Std (m) of the residual in bins of clean depth [k*bin_m, (k+1)*bin_m) up to max_depth.
@@ -150,6 +160,7 @@ def noise_vs_depth_rmse(clean, real, gen, bin_m=0.25, max_depth=5.0):
 
 # --- 4. spatial correlation: radial power spectrum of the residual ------------------------------
 
+
 def radial_spectrum(clean, noisy, n_bins=SPECTRUM_BINS, chunk=16):
     """log10 of the radially averaged power spectrum of the residual images.
 
@@ -165,7 +176,7 @@ def radial_spectrum(clean, noisy, n_bins=SPECTRUM_BINS, chunk=16):
     k[(radius == 0) | (radius > 0.5)] = n_bins  # a discard bin
     power, frames = np.zeros(h * (w // 2 + 1)), 0
     for s in range(0, n, chunk):
-        r, ok = _residual_image(clean[s:s + chunk], noisy[s:s + chunk])
+        r, ok = _residual_image(clean[s : s + chunk], noisy[s : s + chunk])
         n_ok = ok.sum(axis=(1, 2))
         mean = np.where(ok, r, 0).sum(axis=(1, 2)) / np.maximum(n_ok, 1)
         r = np.where(ok, r - mean[:, None, None], 0).astype(np.float32)
@@ -191,6 +202,7 @@ def spectrum_distance(clean, real, gen):
 
 
 # --- 5. holes near depth discontinuities -------------------------------------------------------
+
 
 def depth_edges(clean, rel_jump=0.05):
     """Mask of pixels beside a depth discontinuity of clean (N, H, W).
@@ -241,31 +253,39 @@ def edge_profile(clean, noisy, max_dist=10, dist=None):
 def edge_profile_rmse(clean, real, gen, max_dist=10):
     """RMSE between the edge hole-rate profiles of real and gen over bins valid in both."""
     dist = edge_distance(clean)
-    return curve_rmse(edge_profile(clean, real, max_dist, dist)[1], edge_profile(clean, gen, max_dist, dist)[1])
+    return curve_rmse(
+        edge_profile(clean, real, max_dist, dist)[1], edge_profile(clean, gen, max_dist, dist)[1]
+    )
 
 
 # --- set statistics and their comparison (shared by score and floor) ---------------------------
 
+
 def set_stats(clean, noisy, max_samples=2_000_000, seed=0, dist=None):
     """The per-set statistics behind SET_METRICS, for compare_stats (compute once for the real set)."""
     clean, noisy = _pair(clean, noisy)
-    return {"residuals": residual_sample(clean, noisy, max_samples, seed),
-            "hole_rate": hole_rate(clean, noisy),
-            "noise_vs_depth": noise_vs_depth(clean, noisy)[1],
-            "spectrum": radial_spectrum(clean, noisy)[1],
-            "edge_profile": edge_profile(clean, noisy, dist=dist)[1]}
+    return {
+        "residuals": residual_sample(clean, noisy, max_samples, seed),
+        "hole_rate": hole_rate(clean, noisy),
+        "noise_vs_depth": noise_vs_depth(clean, noisy)[1],
+        "spectrum": radial_spectrum(clean, noisy)[1],
+        "edge_profile": edge_profile(clean, noisy, dist=dist)[1],
+    }
 
 
 def compare_stats(ref, other):
     """SET_METRICS between two set_stats dicts (all symmetric; 0 when the sets match)."""
-    return {"residual_w1_mm": w1_mm(ref["residuals"], other["residuals"]),
-            "hole_rate_abs_diff": abs(ref["hole_rate"] - other["hole_rate"]),
-            "noise_depth_rmse_mm": 1000.0 * curve_rmse(ref["noise_vs_depth"], other["noise_vs_depth"]),
-            "spectrum_dist": spectrum_dist(ref["spectrum"], other["spectrum"]),
-            "edge_rmse": curve_rmse(ref["edge_profile"], other["edge_profile"])}
+    return {
+        "residual_w1_mm": w1_mm(ref["residuals"], other["residuals"]),
+        "hole_rate_abs_diff": abs(ref["hole_rate"] - other["hole_rate"]),
+        "noise_depth_rmse_mm": 1000.0 * curve_rmse(ref["noise_vs_depth"], other["noise_vs_depth"]),
+        "spectrum_dist": spectrum_dist(ref["spectrum"], other["spectrum"]),
+        "edge_rmse": curve_rmse(ref["edge_profile"], other["edge_profile"]),
+    }
 
 
 # --- 6. two-sample classifier test -------------------------------------------------------------
+
 
 def _patches(clean, noisy, frame, y, x, patch):
     """Cut (n, patch, patch) windows at (frame, y, x): (clean / m - 1, (noisy - clean) / m, noisy valid).
@@ -285,10 +305,16 @@ def _discriminator(channels):
     import torch.nn as nn
 
     return nn.Sequential(
-        nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1))
+        nn.Conv2d(channels, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 1),
+    )
 
 
 def two_sample_accuracy(clean, real, gen, patch=32, n_patches=4000, steps=300, batch=64, seed=0, threads=2):
@@ -306,7 +332,9 @@ def two_sample_accuracy(clean, real, gen, patch=32, n_patches=4000, steps=300, b
     return float((t["real_logit"] > 0).sum() + (t["gen_logit"] <= 0).sum()) / (2 * len(t["frame"]))
 
 
-def two_sample_test(clean, real, gen, patch=32, n_patches=4000, steps=300, batch=64, seed=0, threads=2) -> dict:
+def two_sample_test(
+    clean, real, gen, patch=32, n_patches=4000, steps=300, batch=64, seed=0, threads=2
+) -> dict:
     """The test behind two_sample_accuracy, patch by patch: the classifier's logits (> 0: real) for
     the real and the generated patch at each test location, and the locations (frame, y, x of the
     top-left corner), as numpy arrays keyed real_logit, gen_logit, frame, y, x."""
@@ -321,7 +349,7 @@ def two_sample_test(clean, real, gen, patch=32, n_patches=4000, steps=300, batch
     frame, y, x = (rng.integers(0, hi, 4 * n_patches) for hi in (n, h - patch + 1, w - patch + 1))
     keep = np.flatnonzero(clean[frame, y + patch // 2, x + patch // 2] > 0)[:n_patches]
     frame, y, x = frame[keep], y[keep], x[keep]
-    is_test = np.isin(frame, rng.permutation(n)[:max(1, int(round(0.2 * n)))])
+    is_test = np.isin(frame, rng.permutation(n)[: max(1, int(round(0.2 * n)))])
     train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     if len(train) == 0 or len(test) == 0:
         raise ValueError("no patch locations in the train or the test frames")
@@ -330,8 +358,10 @@ def two_sample_test(clean, real, gen, patch=32, n_patches=4000, steps=300, batch
     pooled = np.concatenate([res[train][ok[train]] for _, res, ok in sets])
     scale = float(np.mean(np.minimum(np.abs(pooled), 0.05))) if pooled.size else 0.0  # cap: outliers
     scale = scale if scale > 0 else 1.0
-    real_x, gen_x = (torch.from_numpy(np.stack([geo, np.clip(res / scale, -20, 20), ok], axis=1).astype(np.float32))
-                     for geo, res, ok in sets)
+    real_x, gen_x = (
+        torch.from_numpy(np.stack([geo, np.clip(res / scale, -20, 20), ok], axis=1).astype(np.float32))
+        for geo, res, ok in sets
+    )
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -350,13 +380,23 @@ def two_sample_test(clean, real, gen, patch=32, n_patches=4000, steps=300, batch
                 opt.step()
             with torch.no_grad():
                 idx = torch.from_numpy(test)
-                real_logit, gen_logit = net(real_x[idx]).squeeze(1).numpy(), net(gen_x[idx]).squeeze(1).numpy()
+                real_logit, gen_logit = (
+                    net(real_x[idx]).squeeze(1).numpy(),
+                    net(gen_x[idx]).squeeze(1).numpy(),
+                )
     finally:
         torch.set_num_threads(old_threads)
-    return {"real_logit": real_logit, "gen_logit": gen_logit, "frame": frame[test], "y": y[test], "x": x[test]}
+    return {
+        "real_logit": real_logit,
+        "gen_logit": gen_logit,
+        "frame": frame[test],
+        "y": y[test],
+        "x": x[test],
+    }
 
 
 # --- scores ------------------------------------------------------------------------------------
+
 
 def score(clean, real, gen, two_sample=True, seed=0, real_stats=None):
     """All metrics of gen against real on the same clean inputs, as a flat dict.
@@ -383,5 +423,6 @@ def floor(clean, real, seed=0):
     half = len(clean) // 2
     if half == 0:
         raise ValueError("floor needs at least 2 frames")
-    return compare_stats(set_stats(clean[:half], real[:half], seed=seed),
-                         set_stats(clean[half:], real[half:], seed=seed))
+    return compare_stats(
+        set_stats(clean[:half], real[:half], seed=seed), set_stats(clean[half:], real[half:], seed=seed)
+    )

@@ -8,6 +8,7 @@ process (this one, and workers spawned beside it) reads one shard of clean frame
 frame])`) and writes the whole shard, so memory is bounded by one shard per process and any
 number of workers gives the same result.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,18 @@ def _model(model_json: str, threads: int):
     return from_json(model_json)
 
 
-def _noisify_shard(path: str, src_key: str, dst_key: str, camera: str, start: int, end: int,
-                   model_json: str, K: list, seed: int, threads: int = 1) -> tuple[str, int, int]:
+def _noisify_shard(
+    path: str,
+    src_key: str,
+    dst_key: str,
+    camera: str,
+    start: int,
+    end: int,
+    model_json: str,
+    K: list,
+    seed: int,
+    threads: int = 1,
+) -> tuple[str, int, int]:
     """Worker: noisify frames [start, end) of one camera and write them (one whole shard)."""
     model = _model(model_json, threads)
     data = zarr.open_group(path, mode="r+")["data"]
@@ -105,10 +116,17 @@ def _check_clean(a: zarr.Array, key: str) -> None:
             raise StoreError(f"{key} holds negative depth (frames {start}..{end - 1})")
 
 
-def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[str] | None = None,
-                  suffix: str = "noisy", seed: int = 0, overwrite: bool = False,
-                  workers: int | None = None, progress: bool = True,
-                  range_scale: dict | None = None) -> dict:
+def noisify_store(
+    path: str | Path,
+    noiser: str = DEFAULT_NOISER,
+    cameras: list[str] | None = None,
+    suffix: str = "noisy",
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    range_scale: dict | None = None,
+) -> dict:
     """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary.
     `range_scale` {camera: s}: that camera gets the noiser built s times smaller (RangeScaled)."""
     store = Store(path)  # StoreError if not a simgen store of this schema
@@ -150,8 +168,13 @@ def noisify_store(path: str | Path, noiser: str = DEFAULT_NOISER, cameras: list[
 
         _run_shards(jobs, min(workers or os.cpu_count() or 1, max(1, len(jobs))), record)
         bar.close()
-    return {"frames": n, "cameras": cams, "frames_noisified": total,
-            "keys": [f"{c}_depth_{suffix}" for c in cams], "noiser": model.name}
+    return {
+        "frames": n,
+        "cameras": cams,
+        "frames_noisified": total,
+        "keys": [f"{c}_depth_{suffix}" for c in cams],
+        "noiser": model.name,
+    }
 
 
 def is_noisified(path: str | Path, key: str) -> bool:

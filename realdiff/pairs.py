@@ -13,6 +13,7 @@ image size and the train/val split; arrays:
     frame_id             (N,) int64
     pose                 (N, 4, 4) float64 camera-to-world (OpenCV axes)
 """
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,17 @@ def pooled_median(hist: np.ndarray) -> float:
     return float((_HIST_EDGES[i] + _HIST_EDGES[i + 1]) / 2)
 
 
-def make_pairs(frames_dir, intrinsics, mesh, out, depth_scale=0.001, sensor="kinect-v1",
-               source=None, val_from=600, progress=True) -> dict:
+def make_pairs(
+    frames_dir,
+    intrinsics,
+    mesh,
+    out,
+    depth_scale=0.001,
+    sensor="kinect-v1",
+    source=None,
+    val_from=600,
+    progress=True,
+) -> dict:
     """Render the twin at every frame and write the pair store `out`; returns a summary."""
     frames = list_frames(frames_dir)
     K = read_intrinsics(intrinsics)
@@ -130,19 +140,31 @@ def make_pairs(frames_dir, intrinsics, mesh, out, depth_scale=0.001, sensor="kin
             d = np.abs(r[both] - c[both])
             abs_err.append(np.median(d) if d.size else np.nan)
             hist += np.histogram(d, _HIST_EDGES)[0]
-    split = {"train": [int(i) for i in np.nonzero(ids < val_from)[0]],
-             "val": [int(i) for i in np.nonzero(ids >= val_from)[0]]}
+    split = {
+        "train": [int(i) for i in np.nonzero(ids < val_from)[0]],
+        "val": [int(i) for i in np.nonzero(ids >= val_from)[0]],
+    }
     root.attrs[PAIRS_SCHEMA] = {
-        "schema": PAIRS_SCHEMA, "schema_version": PAIRS_VERSION,
-        "source": source or str(Path(frames_dir).resolve()), "sensor": sensor,
-        "K": K.tolist(), "width": W, "height": H, "depth_scale_m": depth_scale,
-        "mesh": str(Path(mesh).name), "split": {"val_from_frame": val_from, **split},
+        "schema": PAIRS_SCHEMA,
+        "schema_version": PAIRS_VERSION,
+        "source": source or str(Path(frames_dir).resolve()),
+        "sensor": sensor,
+        "K": K.tolist(),
+        "width": W,
+        "height": H,
+        "depth_scale_m": depth_scale,
+        "mesh": str(Path(mesh).name),
+        "split": {"val_from_frame": val_from, **split},
         "median_abs_diff_m_per_frame": [float(x) for x in abs_err],
         "median_abs_diff_m": pooled_median(hist),
     }
     os.replace(tmp, out)  # the store appears only once complete
-    return {"frames": n, "median_abs_diff_mm": pooled_median(hist) * 1000,
-            "train": len(split["train"]), "val": len(split["val"])}
+    return {
+        "frames": n,
+        "median_abs_diff_mm": pooled_median(hist) * 1000,
+        "train": len(split["train"]),
+        "val": len(split["val"]),
+    }
 
 
 def load_split(pairs: str | Path, split: str):

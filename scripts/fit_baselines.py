@@ -3,6 +3,7 @@ realdiff/params/<name>.json (loaded by realdiff.load_noiser(name)).
 
     python scripts/fit_baselines.py [--pairs out/kinect_pairs.zarr]
 """
+
 import argparse
 
 import numpy as np

@@ -4,6 +4,7 @@ mesh cropped to what those frames see and decimated. Re-run to regenerate:
 
     python scripts/make_pair_fixture.py [--src ../shared/data/kinect-7scenes] [--frames 0 300 650]
 """
+
 import argparse
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def main():
         pc = (mesh.vertices - pose[:3, 3]) @ pose[:3, :3]
         z = pc[:, 2]
         uv = pc[:, :2] / np.maximum(z, 1e-6)[:, None] * K[[0, 1], [0, 1]] + K[:2, 2]
-        seen |= (z > 0.2) & (z < 6) & (uv[:, 0] > -40) & (uv[:, 0] < 680) & (uv[:, 1] > -40) & (uv[:, 1] < 520)
+        seen |= (
+            (z > 0.2) & (z < 6) & (uv[:, 0] > -40) & (uv[:, 0] < 680) & (uv[:, 1] > -40) & (uv[:, 1] < 520)
+        )
     keep = seen[mesh.faces].all(axis=1)
     crop = trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=True)
     small = crop.simplify_quadric_decimation(face_count=args.faces)
     small.export(out / "scene_mesh.ply")
-    print(f"{len(args.frames)} frames, mesh {len(mesh.faces)} -> {len(crop.faces)} cropped -> "
-          f"{len(small.faces)} faces, written to {out}")
+    print(
+        f"{len(args.frames)} frames, mesh {len(mesh.faces)} -> {len(crop.faces)} cropped -> "
+        f"{len(small.faces)} faces, written to {out}"
+    )
 
 
 if __name__ == "__main__":

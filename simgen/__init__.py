@@ -1,4 +1,5 @@
 """simgen: scripted MuJoCo manipulation tasks rendered to clean depth and demonstrations."""
+
 import os
 
 # Headless rendering by default; a user's own MUJOCO_GL (osmesa, glfw) is respected.

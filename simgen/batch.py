@@ -18,6 +18,7 @@ joins a running cluster, otherwise a local Ray starts with `workers` CPUs). On a
 cluster `out` must be on storage every node sees (NFS and the like), and the project installed in
 every node's Python environment.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -25,27 +26,54 @@ import json
 import os
 import shutil
 import time
-import tomllib
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import zarr
 from tqdm import tqdm
 
 from plumbing.procs import WORKER_ENV, spawn_pool
-
 from simgen.cameras import parse_resolution
 from simgen.randomize import Randomization
 from simgen.runner import RenderConfig, _record, store_attrs
-from simgen.store import SCHEMA, StoreError, Writer, check_store, committed_episode_ends, depth_to_stored, is_store, source_arrays
+from simgen.store import (
+    SCHEMA,
+    StoreError,
+    Writer,
+    check_store,
+    committed_episode_ends,
+    depth_to_stored,
+    is_store,
+    source_arrays,
+)
 
-JOB_KEYS = {"out", "backend", "workers", "address", "shard_episodes", "retries", "keep_shards",
-            "defaults", "task"}
-TASK_KEYS = {"name", "task", "episodes", "seed", "cameras", "resolution", "rgb", "seg",
-             "mesh_detail", "randomize"}
+JOB_KEYS = {
+    "out",
+    "backend",
+    "workers",
+    "address",
+    "shard_episodes",
+    "retries",
+    "keep_shards",
+    "defaults",
+    "task",
+}
+TASK_KEYS = {
+    "name",
+    "task",
+    "episodes",
+    "seed",
+    "cameras",
+    "resolution",
+    "rgb",
+    "seg",
+    "mesh_detail",
+    "randomize",
+}
 BACKENDS = ("local", "ray")
 
 
@@ -78,7 +106,7 @@ class Job:
         if self.workers < 1 or self.shard_episodes < 1 or self.retries < 0:
             raise JobError("workers and shard_episodes must be at least 1, retries at least 0")
         if self.address is not None and self.backend != "ray":
-            raise JobError("address is a Ray setting: set backend = \"ray\"")
+            raise JobError('address is a Ray setting: set backend = "ray"')
         names = [t.name for t in self.tasks]
         if not names:
             raise JobError("the job lists no [[task]]")
@@ -88,8 +116,10 @@ class Job:
     def shards(self, t: TaskJob) -> list[tuple[int, RenderConfig]]:
         """(index, settings) of each shard of task t: a RenderConfig covering its seeds."""
         n, k = t.render.episodes, self.shard_episodes
-        return [(i, replace(t.render, seed=t.render.seed + i * k, episodes=min(k, n - i * k), workers=1))
-                for i in range((n + k - 1) // k)]
+        return [
+            (i, replace(t.render, seed=t.render.seed + i * k, episodes=min(k, n - i * k), workers=1))
+            for i in range((n + k - 1) // k)
+        ]
 
     def store_path(self, t: TaskJob) -> Path:
         return self.out / f"{t.name}.zarr"
@@ -110,7 +140,9 @@ def load_job(path: str | Path, **overrides) -> Job:
         raise JobError(f"{path}: not valid TOML ({e})") from None
     unknown = sorted(set(raw) - JOB_KEYS)
     if unknown:
-        raise JobError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(JOB_KEYS))}")
+        raise JobError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(JOB_KEYS))}"
+        )
     defaults = raw.get("defaults", {})
     entries = raw.get("task", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -122,12 +154,17 @@ def load_job(path: str | Path, **overrides) -> Job:
         try:
             tasks.append(_task_job(merged, rnd))
         except (ValueError, TypeError) as e:
-            raise JobError(f"{path}: [[task]] #{i + 1} ({entry.get('name', entry.get('task', '?'))}): {e}") from None
+            raise JobError(
+                f"{path}: [[task]] #{i + 1} ({entry.get('name', entry.get('task', '?'))}): {e}"
+            ) from None
     out = Path(raw.get("out", "out/job"))
     if not out.is_absolute():
         out = Path(os.path.normpath(path.parent / out))
-    settings = {k: raw[k] for k in ("backend", "workers", "address", "shard_episodes", "retries",
-                                    "keep_shards") if k in raw}
+    settings = {
+        k: raw[k]
+        for k in ("backend", "workers", "address", "shard_episodes", "retries", "keep_shards")
+        if k in raw
+    }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Job(out=out, tasks=tuple(tasks), **settings)
@@ -146,11 +183,18 @@ def _task_job(d: dict, randomize: dict) -> TaskJob:
     cams = d.get("cameras", ["front", "wrist"])
     if isinstance(cams, str):
         cams = [c.strip() for c in cams.split(",") if c.strip()]
-    cfg = RenderConfig(task=d["task"], episodes=int(d["episodes"]), seed=int(d.get("seed", 0)),
-                       cameras=tuple(cams), width=w, height=h, rgb=bool(d.get("rgb", True)),
-                       seg=bool(d.get("seg", False)),
-                       mesh_detail=float(d.get("mesh_detail", RenderConfig.mesh_detail)),
-                       randomize=Randomization.from_dict(randomize))
+    cfg = RenderConfig(
+        task=d["task"],
+        episodes=int(d["episodes"]),
+        seed=int(d.get("seed", 0)),
+        cameras=tuple(cams),
+        width=w,
+        height=h,
+        rgb=bool(d.get("rgb", True)),
+        seg=bool(d.get("seg", False)),
+        mesh_detail=float(d.get("mesh_detail", RenderConfig.mesh_detail)),
+        randomize=Randomization.from_dict(randomize),
+    )
     name = str(d.get("name", d["task"])).replace(":", "_")
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"store name {name!r}: use letters, digits, - and _")
@@ -204,8 +248,11 @@ def render_shard(cfg: RenderConfig, shard: str) -> dict:
         os.replace(partial, shard)
     meta = check_store(shard).attrs[SCHEMA]
     eps = meta["episodes"]
-    return {"episodes": len(eps), "successes": sum(e["success"] for e in eps),
-            "frames": sum(e["length"] for e in eps)}
+    return {
+        "episodes": len(eps),
+        "successes": sum(e["success"] for e in eps),
+        "frames": sum(e["length"] for e in eps),
+    }
 
 
 def _episodes_in(store: Path) -> int:
@@ -218,6 +265,7 @@ def _episodes_in(store: Path) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Driver side.
+
 
 def run_job(job: Job, progress: bool = True) -> dict:
     """Render every unfinished shard of the job, then merge each task's shards into its store.
@@ -239,8 +287,9 @@ def run_job(job: Job, progress: bool = True) -> dict:
                 done_before += cfg.episodes
             else:
                 todo.append((t, i, cfg, path))
-    bar = tqdm(total=total, initial=done_before, unit="ep", desc="batch", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=done_before, unit="ep", desc="batch", disable=not progress, dynamic_ncols=True
+    )
     t0 = time.perf_counter()
     rendered = {"episodes": 0, "successes": 0, "frames": 0}
     failures: list[str] = []
@@ -253,8 +302,10 @@ def run_job(job: Job, progress: bool = True) -> dict:
         """Episodes done = finished shards + episodes committed in the shards still running."""
         n = rendered["episodes"] + sum(_episodes_in(p.with_name(p.name + ".partial")) for p in running)
         bar.n = done_before + n
-        bar.set_postfix_str(f"{n / max(time.perf_counter() - t0, 1e-9) * 3600:.0f} ep/h"
-                            + (f", {len(failures)} shards failed" if failures else ""))
+        bar.set_postfix_str(
+            f"{n / max(time.perf_counter() - t0, 1e-9) * 3600:.0f} ep/h"
+            + (f", {len(failures)} shards failed" if failures else "")
+        )
         bar.refresh()
 
     try:
@@ -266,14 +317,23 @@ def run_job(job: Job, progress: bool = True) -> dict:
     wall = time.perf_counter() - t0
     stores = {}
     for t in job.tasks:
-        if all(i * job.shard_episodes + cfg.episodes <= _merged(job, t)
-               or is_store(job.shard_dir(t) / f"{i:05d}.zarr") for i, cfg in job.shards(t)):
+        if all(
+            i * job.shard_episodes + cfg.episodes <= _merged(job, t)
+            or is_store(job.shard_dir(t) / f"{i:05d}.zarr")
+            for i, cfg in job.shards(t)
+        ):
             stores[t.name] = merge_task(job, t)
     if failures:
-        raise JobError(f"{len(failures)} shard(s) failed after {job.retries} retries ({failures[0]}); "
-                       "finished shards are kept: run the job again to retry")
-    return {"stores": stores, "rendered": rendered, "render_wall_s": wall,
-            "episodes_per_hour": rendered["episodes"] / max(wall, 1e-9) * 3600}
+        raise JobError(
+            f"{len(failures)} shard(s) failed after {job.retries} retries ({failures[0]}); "
+            "finished shards are kept: run the job again to retry"
+        )
+    return {
+        "stores": stores,
+        "rendered": rendered,
+        "render_wall_s": wall,
+        "episodes_per_hour": rendered["episodes"] / max(wall, 1e-9) * 3600,
+    }
 
 
 def _merged(job: Job, t: TaskJob) -> int:
@@ -288,8 +348,10 @@ def _check_plan(sdir: Path, shard_episodes: int) -> None:
     if plan.exists():
         old = json.loads(plan.read_text())["shard_episodes"]
         if old != shard_episodes:
-            raise JobError(f"{sdir}: shards were cut at {old} episodes, the job now says "
-                           f"{shard_episodes}; restore shard_episodes or delete the folder")
+            raise JobError(
+                f"{sdir}: shards were cut at {old} episodes, the job now says "
+                f"{shard_episodes}; restore shard_episodes or delete the folder"
+            )
     else:
         tmp = plan.with_suffix(".tmp")
         tmp.write_text(json.dumps({"shard_episodes": shard_episodes}))
@@ -313,7 +375,11 @@ def _run_local(job: Job, todo, on_done, failures, show) -> None:
                     try:
                         on_done(f.result())
                     except Exception as e:
-                        why = "its worker died" if isinstance(e, BrokenProcessPool) else f"{type(e).__name__}: {e}"
+                        why = (
+                            "its worker died"
+                            if isinstance(e, BrokenProcessPool)
+                            else f"{type(e).__name__}: {e}"
+                        )
                         attempts[j] += 1
                         if attempts[j] > job.retries:
                             failures.append(f"{todo[j][0].name} shard {todo[j][1]}: {why}")
@@ -333,11 +399,12 @@ def _run_ray(job: Job, todo, on_done, failures, show) -> None:
         # A local Ray runs its workers at nice 15 by default: beside any other work they would
         # starve, where the local backend's processes run at the user's own priority.
         os.environ.setdefault("RAY_worker_niceness", "0")
-        kw = {"address": job.address} if job.address else {"num_cpus": job.workers,
-                                                            "include_dashboard": False,
-                                                            "object_store_memory": 128 << 20}
-        ray.init(runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False,
-                 logging_level="ERROR", **kw)
+        kw = (
+            {"address": job.address}
+            if job.address
+            else {"num_cpus": job.workers, "include_dashboard": False, "object_store_memory": 128 << 20}
+        )
+        ray.init(runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False, logging_level="ERROR", **kw)
     try:
         remote = ray.remote(num_cpus=1, max_retries=job.retries, retry_exceptions=True)(render_shard)
         refs = {remote.remote(cfg, str(path)): item for item in todo for (_, _, cfg, path) in [item]}
@@ -348,8 +415,10 @@ def _run_ray(job: Job, todo, on_done, failures, show) -> None:
                 try:
                     on_done(ray.get(r))
                 except Exception as e:  # RayTaskError / WorkerCrashedError after the retries
-                    failures.append(f"{item[0].name} shard {item[1]}: {type(e).__name__}: "
-                                    f"{str(e).strip().splitlines()[-1]}")
+                    failures.append(
+                        f"{item[0].name} shard {item[1]}: {type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[-1]}"
+                    )
             show([p for (_, _, _, p) in refs.values()])
     finally:
         if started:

@@ -7,6 +7,7 @@ Conventions used everywhere in simgen:
   z forward). A MuJoCo camera looks down its -z axis with y up, so
   ``R_opencv = R_mujoco @ diag(1, -1, -1)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,11 +51,9 @@ class CameraConfig:
     def K(self) -> np.ndarray:
         """3x3 intrinsic matrix for this resolution (square pixels, centred principal point)."""
         fy = 0.5 * self.height / math.tan(math.radians(self.fovy_deg) / 2)
-        return np.array([[fy, 0.0, (self.width - 1) / 2],
-                         [0.0, fy, (self.height - 1) / 2],
-                         [0.0, 0.0, 1.0]])
+        return np.array([[fy, 0.0, (self.width - 1) / 2], [0.0, fy, (self.height - 1) / 2], [0.0, 0.0, 1.0]])
 
-    def with_resolution(self, width: int, height: int) -> "CameraConfig":
+    def with_resolution(self, width: int, height: int) -> CameraConfig:
         """Same camera and vertical field of view at another resolution."""
         return replace(self, width=width, height=height)
 
@@ -100,8 +99,13 @@ def extrinsics_cv(cam_xpos: np.ndarray, cam_xmat: np.ndarray) -> np.ndarray:
 # robosuite's eye_in_hand camera on the Panda hand.
 CAMERAS: dict[str, CameraConfig] = {
     "front": CameraConfig("front", fovy_deg=45.0, pos=(0.75, 0.0, 1.35), target=(-0.1, 0.0, 0.85)),
-    "wrist": CameraConfig("wrist", fovy_deg=75.0, pos=(0.05, 0.0, 0.0), body="robot/right_hand",
-                          quat=(0.0, 0.707107, 0.707107, 0.0)),
+    "wrist": CameraConfig(
+        "wrist",
+        fovy_deg=75.0,
+        pos=(0.05, 0.0, 0.0),
+        body="robot/right_hand",
+        quat=(0.0, 0.707107, 0.707107, 0.0),
+    ),
 }
 
 

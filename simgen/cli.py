@@ -1,4 +1,5 @@
 """simgen command line: render, info, preview, tasks."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,11 @@ def cmd_render(args) -> int:
         settings["width"], settings["height"] = args.resolution
     cfg = RenderConfig(**settings)
     summary = render_dataset(cfg, args.out, progress=not args.quiet)  # a failed worker: WorkerFailed
-    print(f"{args.out}: wrote {summary['episodes_written']} episodes "
-          f"({summary['frames_written']} frames, {summary['successes']} successful); "
-          f"store holds {summary['episodes_total']}")
+    print(
+        f"{args.out}: wrote {summary['episodes_written']} episodes "
+        f"({summary['frames_written']} frames, {summary['successes']} successful); "
+        f"store holds {summary['episodes_total']}"
+    )
     return 0
 
 
@@ -46,9 +49,11 @@ def cmd_batch(args) -> int:
     job = load_job(args.job, backend=args.backend, workers=args.workers, address=args.address)
     summary = run_job(job, progress=not args.quiet)
     r = summary["rendered"]
-    print(f"rendered {r['episodes']} episodes ({r['frames']} frames) in {summary['render_wall_s']:.0f} s: "
-          f"{summary['episodes_per_hour']:.0f} episodes/hour")
-    for name, s in summary["stores"].items():
+    print(
+        f"rendered {r['episodes']} episodes ({r['frames']} frames) in {summary['render_wall_s']:.0f} s: "
+        f"{summary['episodes_per_hour']:.0f} episodes/hour"
+    )
+    for s in summary["stores"].values():
         print(f"{s['path']}: {s['episodes']} episodes, {s['successes']} successful")
     return 0
 
@@ -65,19 +70,23 @@ def cmd_info(args) -> int:
     ok = sum(e["success"] for e in s.episodes)
     rate = f"{ok}/{s.n_episodes} ({100 * ok / s.n_episodes:.1f}%)" if s.n_episodes else "n/a"
     print(f"store      {s.path}")
-    print(f"schema     {m['schema']} v{m['schema_version']}   task {m['task']}   "
-          f"engine simgen {m['engine']['simgen']}, mujoco {m['engine']['mujoco']}")
-    print(f"episodes   {s.n_episodes}   frames {s.n_frames}   control {m['control_hz']} Hz   "
-          f"success {rate}")
+    print(
+        f"schema     {m['schema']} v{m['schema_version']}   task {m['task']}   "
+        f"engine simgen {m['engine']['simgen']}, mujoco {m['engine']['mujoco']}"
+    )
+    print(f"episodes   {s.n_episodes}   frames {s.n_frames}   control {m['control_hz']} Hz   success {rate}")
     if s.n_episodes:
         seeds = [e["seed"] for e in s.episodes]
         print(f"seeds      {min(seeds)}..{max(seeds)}")
     for name, c in m["cameras"].items():
         K = c["K"]
-        print(f"camera     {name}: {c['width']}x{c['height']} fx={K[0][0]:.2f} fy={K[1][1]:.2f} "
-              f"cx={K[0][2]:.2f} cy={K[1][2]:.2f} mount={c['mount']}")
-    print(f"{'array':<20}{'shape':<21}{'dtype':<9}{'chunks':<18}{'shards':<18}{'on disk':>10}"
-          f"{'per frame':>11}")
+        print(
+            f"camera     {name}: {c['width']}x{c['height']} fx={K[0][0]:.2f} fy={K[1][1]:.2f} "
+            f"cx={K[0][2]:.2f} cy={K[1][2]:.2f} mount={c['mount']}"
+        )
+    print(
+        f"{'array':<20}{'shape':<21}{'dtype':<9}{'chunks':<18}{'shards':<18}{'on disk':>10}{'per frame':>11}"
+    )
     total = 0
     for k in s.keys():
         a = s.array(k)
@@ -85,8 +94,10 @@ def cmd_info(args) -> int:
         total += b
         per = f"{b / a.shape[0]:.0f} B" if a.shape[0] else "-"
         shards = str(a.shards) if a.shards else "-"
-        print(f"{k:<20}{str(a.shape):<21}{str(a.dtype):<9}{str(a.chunks):<18}{shards:<18}"
-              f"{b / 1e6:>8.2f}MB{per:>11}")
+        print(
+            f"{k:<20}{str(a.shape):<21}{str(a.dtype):<9}{str(a.chunks):<18}{shards:<18}"
+            f"{b / 1e6:>8.2f}MB{per:>11}"
+        )
     print(f"total on disk {_bytes_on_disk(s.path) / 1e6:.2f} MB (data {total / 1e6:.2f} MB)")
     return 0
 
@@ -111,73 +122,121 @@ def cmd_tasks(args) -> int:
     tasks = [REGISTRY[n] for n in task_names()]
     width = max(len(t.name) for t in tasks) + 2
     for t in tasks:
-        print(f"{t.name:<{width}}{t.description}  (objects: {', '.join(t.object_bodies) or 'none'}; "
-              f"max {t.max_steps} steps)")
+        print(
+            f"{t.name:<{width}}{t.description}  (objects: {', '.join(t.object_bodies) or 'none'}; "
+            f"max {t.max_steps} steps)"
+        )
     return 0
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="simgen", description="Scripted MuJoCo manipulation demos "
-                                "with clean metric depth, written to Zarr stores.")
+    p = Parser(
+        prog="simgen",
+        description="Scripted MuJoCo manipulation demos with clean metric depth, written to Zarr stores.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("render", help="render expert demonstrations into a store",
-                       description="Roll out a task's scripted expert and append episodes to a "
-                       "Zarr store. Re-running the same command resumes an interrupted run.")
-    r.add_argument("--task", required=True,
-                   help="task name (see `simgen tasks`; robosuite:* tasks run robosuite's own environments)")
-    r.add_argument("--episodes", type=int, required=True,
-                   help="total episodes the store should hold when done")
+    r = sub.add_parser(
+        "render",
+        help="render expert demonstrations into a store",
+        description="Roll out a task's scripted expert and append episodes to a "
+        "Zarr store. Re-running the same command resumes an interrupted run.",
+    )
+    r.add_argument(
+        "--task",
+        required=True,
+        help="task name (see `simgen tasks`; robosuite:* tasks run robosuite's own environments)",
+    )
+    r.add_argument(
+        "--episodes", type=int, required=True, help="total episodes the store should hold when done"
+    )
     r.add_argument("--out", required=True, help="store path (a folder, conventionally *.zarr)")
     option(r, RenderConfig, "seed", "base seed: episode i uses seed S+i")
-    option(r, RenderConfig, "cameras", f"comma-separated cameras, known: {','.join(CAMERAS)}",
-           type=_camera_list)
+    option(
+        r, RenderConfig, "cameras", f"comma-separated cameras, known: {','.join(CAMERAS)}", type=_camera_list
+    )
     size = f"{field_default(RenderConfig, 'width')}x{field_default(RenderConfig, 'height')}"
-    r.add_argument("--resolution", type=_resolution, default=None,
-                   help=f"WIDTHxHEIGHT of every camera; the vertical field of view is kept (default {size})")
+    r.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=None,
+        help=f"WIDTHxHEIGHT of every camera; the vertical field of view is kept (default {size})",
+    )
     option(r, RenderConfig, "rgb", "also store RGB images")
     option(r, RenderConfig, "seg", "also store segmentation labels, classes in the store attributes")
     option(r, RenderConfig, "workers", "parallel worker processes; results do not depend on it")
-    option(r, RenderConfig, "commit_frames", "commit finished episodes to the store in batches of about "
-           "this many frames: smaller loses less work to a crash, larger writes faster")
-    r.add_argument("--randomize", default="", metavar="SWITCHES",
-                   help="domain randomisation switches to turn on (or no_NAME off), comma-separated: "
-                   "object_pose, object_size, object_color (on by default), table_height, "
-                   "table_texture, lighting, camera_jitter; `all` or `none` for every one")
+    option(
+        r,
+        RenderConfig,
+        "commit_frames",
+        "commit finished episodes to the store in batches of about "
+        "this many frames: smaller loses less work to a crash, larger writes faster",
+    )
+    r.add_argument(
+        "--randomize",
+        default="",
+        metavar="SWITCHES",
+        help="domain randomisation switches to turn on (or no_NAME off), comma-separated: "
+        "object_pose, object_size, object_color (on by default), table_height, "
+        "table_texture, lighting, camera_jitter; `all` or `none` for every one",
+    )
     quiet(r)
     r.set_defaults(func=cmd_render)
 
-    b = sub.add_parser("batch", help="render a multi-task job file on local processes or Ray",
-                       description="Render every [[task]] of a TOML job file in shards, on a local "
-                       "process pool or Ray, and merge each task into <out>/<name>.zarr. "
-                       "Re-running the job finishes whatever a killed run left undone. "
-                       "The file format is in docs/batch.md.")
+    b = sub.add_parser(
+        "batch",
+        help="render a multi-task job file on local processes or Ray",
+        description="Render every [[task]] of a TOML job file in shards, on a local "
+        "process pool or Ray, and merge each task into <out>/<name>.zarr. "
+        "Re-running the job finishes whatever a killed run left undone. "
+        "The file format is in docs/batch.md.",
+    )
     b.add_argument("job", help="job file (TOML)")
-    b.add_argument("--backend", choices=["local", "ray"], default=None,
-                   help="override the job's backend (default: the file's, else local)")
-    b.add_argument("--workers", type=int, default=None,
-                   help="parallel workers (local processes or Ray CPUs; default: the file's, else all cores)")
-    b.add_argument("--address", default=None,
-                   help="Ray cluster to join, e.g. auto (implies --backend ray); default: start a local Ray")
+    b.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default=None,
+        help="override the job's backend (default: the file's, else local)",
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel workers (local processes or Ray CPUs; default: the file's, else all cores)",
+    )
+    b.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join, e.g. auto (implies --backend ray); default: start a local Ray",
+    )
     quiet(b)
     b.set_defaults(func=cmd_batch)
 
-    i = sub.add_parser("info", help="summarise a store",
-                       description="Episodes, frames, success rate, cameras and every array's "
-                       "shape, dtype, chunks and bytes on disk.")
+    i = sub.add_parser(
+        "info",
+        help="summarise a store",
+        description="Episodes, frames, success rate, cameras and every array's "
+        "shape, dtype, chunks and bytes on disk.",
+    )
     i.add_argument("store", help="store path")
     i.set_defaults(func=cmd_info)
 
-    v = sub.add_parser("preview", help="write an episode as MP4 or PNG",
-                       description="Colour-mapped depth (near red, far blue, no reading black) "
-                       "beside RGB for each camera; .mp4 plays the episode, .png shows 6 frames.")
+    v = sub.add_parser(
+        "preview",
+        help="write an episode as MP4 or PNG",
+        description="Colour-mapped depth (near red, far blue, no reading black) "
+        "beside RGB for each camera; .mp4 plays the episode, .png shows 6 frames.",
+    )
     v.add_argument("store", help="store path")
     v.add_argument("--episode", type=int, default=0, help="episode index (default 0)")
     v.add_argument("--out", required=True, help="output file ending in .mp4 or .png")
     v.set_defaults(func=cmd_preview)
 
-    t = sub.add_parser("tasks", help="list the registered tasks",
-                       description="List every task in the registry with its description.")
+    t = sub.add_parser(
+        "tasks",
+        help="list the registered tasks",
+        description="List every task in the registry with its description.",
+    )
     t.set_defaults(func=cmd_tasks)
     return p
 

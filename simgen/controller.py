@@ -6,6 +6,7 @@ target rotation matrix (the continuous "6D" rotation of Zhou et al. 2019) and g 
 (0 open, 1 closed). Each control step turns the target into joint-position targets for the
 arm's servos; physics then runs its sub-steps.
 """
+
 from __future__ import annotations
 
 import mujoco
@@ -53,8 +54,14 @@ def make_action(pos, R, grip: float) -> np.ndarray:
 class CartesianController:
     """Turns end-effector pose targets into joint targets with a few DLS-IK iterations."""
 
-    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, iterations: int = 1,
-                 max_joint_step: float = 0.25, nullspace_gain: float = 0.1):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        damping: float = 0.05,
+        iterations: int = 1,
+        max_joint_step: float = 0.25,
+        nullspace_gain: float = 0.1,
+    ):
         self.model = model
         self.scratch = mujoco.MjData(model)  # IK runs here, never on the simulated state
         self.site = model.site(EEF_SITE).id
@@ -63,8 +70,12 @@ class CartesianController:
         self.lo = np.array([model.joint(j).range[0] for j in ARM_JOINTS])
         self.hi = np.array([model.joint(j).range[1] for j in ARM_JOINTS])
         self.arm_act = np.array([model.actuator(f"{j.rsplit('/', 1)[0]}/arm{j[-1]}").id for j in ARM_JOINTS])
-        self.finger_act = np.array([model.actuator(n).id for n in
-                                    ("robot/gripper/gripper_finger_joint1", "robot/gripper/gripper_finger_joint2")])
+        self.finger_act = np.array(
+            [
+                model.actuator(n).id
+                for n in ("robot/gripper/gripper_finger_joint1", "robot/gripper/gripper_finger_joint2")
+            ]
+        )
         self.damping, self.iterations = damping, iterations
         self.max_joint_step, self.nullspace_gain = max_joint_step, nullspace_gain
         self._jac = np.zeros((6, model.nv))
@@ -94,7 +105,7 @@ class CartesianController:
             # Damped least squares, dq = J^T (J J^T + l^2 I)^-1 err, with a null-space pull
             # toward the home posture (projector I - J^T (J J^T + l^2 I)^-1 J) so the elbow
             # stays where the expert expects it. One solve serves both.
-            A = np.linalg.solve(J @ J.T + (self.damping ** 2) * np.eye(6), np.column_stack([err, J]))
+            A = np.linalg.solve(J @ J.T + (self.damping**2) * np.eye(6), np.column_stack([err, J]))
             dq = J.T @ A[:, 0]
             dq += (np.eye(7) - J.T @ A[:, 1:]) @ (self.nullspace_gain * (HOME_QPOS - q))
             q = np.clip(q + np.clip(dq, -self.max_joint_step, self.max_joint_step), self.lo, self.hi)

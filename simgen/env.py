@@ -1,5 +1,6 @@
 """The simulation environment shared by every task: physics at 500 Hz, control at 20 Hz,
 rendering once per control step."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,19 +23,46 @@ CONTROL_HZ = 20
 def camera_attrs(cameras: list[CameraConfig]) -> dict[str, dict]:
     """Per camera: size, K (OpenCV pixel-centre convention), fovy, mount and the nominal
     extrinsics of a fixed camera (None for a mounted one)."""
-    return {c.name: {
-        "width": c.width, "height": c.height, "K": c.K.round(9).tolist(), "fovy_deg": c.fovy_deg,
-        "mount": c.body or "world", "extrinsics_key": f"{c.name}_extrinsics",
-        "extrinsics": nominal_extrinsics(c),
-        "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
-    } for c in cameras}
+    return {
+        c.name: {
+            "width": c.width,
+            "height": c.height,
+            "K": c.K.round(9).tolist(),
+            "fovy_deg": c.fovy_deg,
+            "mount": c.body or "world",
+            "extrinsics_key": f"{c.name}_extrinsics",
+            "extrinsics": nominal_extrinsics(c),
+            "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
+        }
+        for c in cameras
+    }
+
+
+def robot_state(arm_q, finger_q, eef_pos, eef_R, object_pose) -> dict[str, np.ndarray]:
+    """The state arrays of a step (float32): arm and finger joint positions, end-effector position
+    and quaternion (w, x, y, z) from its rotation matrix, and each object's pose (n, 7)."""
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(eef_R, float).ravel())
+    return {
+        "robot_qpos": np.asarray(arm_q, np.float32),
+        "gripper_qpos": np.asarray(finger_q, np.float32),
+        "eef_pos": np.asarray(eef_pos, np.float32),
+        "eef_quat": quat.astype(np.float32),
+        "object_pose": np.asarray(object_pose, np.float32),
+    }
 
 
 class Env:
     """One task's scene with a Cartesian controller and cameras. Close it when done."""
 
-    def __init__(self, task: Task, cameras: list[CameraConfig], rgb: bool = False, seg: bool = False,
-                 mesh_detail: float = DEFAULT_MESH_DETAIL):
+    def __init__(
+        self,
+        task: Task,
+        cameras: list[CameraConfig],
+        rgb: bool = False,
+        seg: bool = False,
+        mesh_detail: float = DEFAULT_MESH_DETAIL,
+    ):
         self.task, self.cameras = task, cameras
         self.model = build_scene(cameras, task.add_objects, mesh_detail).compile()
         self.data = mujoco.MjData(self.model)
@@ -86,16 +114,8 @@ class Env:
     def state(self) -> dict[str, np.ndarray]:
         """Proprioception, object poses and camera extrinsics of the current state."""
         d = self.data
-        eef_pos, eef_R = self.controller.eef_pose(d)
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, eef_R.ravel())
-        out = {
-            "robot_qpos": d.qpos[self._arm_q].astype(np.float32),
-            "gripper_qpos": d.qpos[self._finger_q].astype(np.float32),
-            "eef_pos": eef_pos.astype(np.float32),
-            "eef_quat": quat.astype(np.float32),
-            "object_pose": np.array([d.qpos[a:a + 7] for a in self._obj_q], np.float32).reshape(-1, 7),
-        }
+        objects = np.array([d.qpos[a : a + 7] for a in self._obj_q], np.float32).reshape(-1, 7)
+        out = robot_state(d.qpos[self._arm_q], d.qpos[self._finger_q], *self.controller.eef_pose(d), objects)
         if self._fix_q:
             out["fixture_qpos"] = d.qpos[self._fix_q].astype(np.float32)
         for cam, cid in zip(self.cameras, self._cam_ids, strict=True):
@@ -142,6 +162,10 @@ def run_episode(env: Env, seed: int, on_step=None) -> tuple[dict[str, np.ndarray
         if held >= env.task.success_hold:
             break
     arrays = {k: np.stack(v) for k, v in frames.items()}
-    info = {"seed": int(seed), "success": held >= env.task.success_hold,
-            "length": len(arrays["action"]), "params": params}
+    info = {
+        "seed": int(seed),
+        "success": held >= env.task.success_hold,
+        "length": len(arrays["action"]),
+        "params": params,
+    }
     return arrays, info

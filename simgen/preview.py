@@ -1,13 +1,30 @@
 """Previews of a store's episodes: colour-mapped depth beside RGB, as MP4 or a PNG sheet."""
+
 from __future__ import annotations
 
 import numpy as np
 
 # Turbo colour map (Google, Apache-2.0) sampled at 9 points and interpolated linearly.
-_TURBO = np.array([[48, 18, 59], [65, 69, 171], [70, 117, 237], [57, 162, 252], [27, 207, 212],
-                   [36, 236, 166], [97, 252, 108], [164, 252, 59], [209, 232, 52],
-                   [243, 198, 58], [254, 155, 45], [243, 99, 21], [217, 56, 6], [177, 26, 1],
-                   [122, 4, 3]], np.float32)
+_TURBO = np.array(
+    [
+        [48, 18, 59],
+        [65, 69, 171],
+        [70, 117, 237],
+        [57, 162, 252],
+        [27, 207, 212],
+        [36, 236, 166],
+        [97, 252, 108],
+        [164, 252, 59],
+        [209, 232, 52],
+        [243, 198, 58],
+        [254, 155, 45],
+        [243, 99, 21],
+        [217, 56, 6],
+        [177, 26, 1],
+        [122, 4, 3],
+    ],
+    np.float32,
+)
 
 
 def colorize_depth(depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -25,8 +42,13 @@ def colorize_depth(depth: np.ndarray, lo: float | None = None, hi: float | None 
     return rgb.astype(np.uint8)
 
 
-def frame_panel(ep: dict[str, np.ndarray], cameras: list[str], t: int,
-                ranges: dict[str, tuple[float, float]], scale: int = 2) -> np.ndarray:
+def frame_panel(
+    ep: dict[str, np.ndarray],
+    cameras: list[str],
+    t: int,
+    ranges: dict[str, tuple[float, float]],
+    scale: int = 2,
+) -> np.ndarray:
     """One row: for each camera, its colour-mapped depth, any noisified depth, then its RGB."""
     tiles = []
     for c in cameras:
@@ -46,8 +68,11 @@ def write_preview(store, episode: int, out: str, fps: int = 20) -> str:
     import imageio.v2 as imageio
 
     cams = list(store.meta["cameras"])
-    keys = [k for k in store.keys()
-            if any(k in (f"{c}_depth", f"{c}_rgb") or k.startswith(f"{c}_depth_") for c in cams)]
+    keys = [
+        k
+        for k in store.keys()
+        if any(k in (f"{c}_depth", f"{c}_rgb") or k.startswith(f"{c}_depth_") for c in cams)
+    ]
     ep = store.episode(episode, keys)
     ranges = {}
     for c in cams:

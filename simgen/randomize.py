@@ -9,6 +9,7 @@ back-projects exactly.
 Scene draws come from their own random stream, `default_rng([seed, 2])`, so switching a scene
 randomisation on or off never changes the objects a seed gives, and vice versa.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -45,24 +46,27 @@ class Randomization:
             if f.type == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
                 raise ValueError(f"randomize.{f.name} must be a non-negative number, got {v!r}")
         if self.table_height_m > 0.1 or self.camera_jitter_m > 0.1 or self.camera_jitter_deg > 10:
-            raise ValueError("randomize: table_height_m and camera_jitter_m at most 0.1, "
-                             "camera_jitter_deg at most 10")
+            raise ValueError(
+                "randomize: table_height_m and camera_jitter_m at most 0.1, camera_jitter_deg at most 10"
+            )
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Randomization":
+    def from_dict(cls, d: dict | None) -> Randomization:
         """From a job file's table; unknown keys are an error naming the known ones."""
         d = dict(d or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown randomize setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown randomize setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**d)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def parse(cls, spec: str) -> "Randomization":
+    def parse(cls, spec: str) -> Randomization:
         """From the command line: comma-separated switch names turned on, `no_NAME` turned off,
         `all` / `none` for every switch, applied left to right to the defaults; e.g.
         `lighting,camera_jitter,no_object_color`."""
@@ -76,8 +80,10 @@ class Randomization:
             elif item.startswith("no_") and item[3:] in switches:
                 d[item[3:]] = False
             elif item:
-                raise ValueError(f"unknown randomisation {item!r}; known: all, none, "
-                                 f"{', '.join(switches)} (no_NAME turns one off)")
+                raise ValueError(
+                    f"unknown randomisation {item!r}; known: all, none, "
+                    f"{', '.join(switches)} (no_NAME turns one off)"
+                )
         return cls(**d)
 
 
@@ -104,11 +110,16 @@ class SceneRandomizer:
         self.light = model.light("top").id
         self.cams = {n: model.camera(n).id for n in camera_names}
         self.nominal = {
-            "body_pos": model.body_pos.copy(), "geom_pos": model.geom_pos.copy(), "geom_size": model.geom_size.copy(),
-            "geom_matid": model.geom_matid.copy(), "geom_aabb": model.geom_aabb.copy(),
-            "light_dir": model.light_dir.copy(), "light_diffuse": model.light_diffuse.copy(),
+            "body_pos": model.body_pos.copy(),
+            "geom_pos": model.geom_pos.copy(),
+            "geom_size": model.geom_size.copy(),
+            "geom_matid": model.geom_matid.copy(),
+            "geom_aabb": model.geom_aabb.copy(),
+            "light_dir": model.light_dir.copy(),
+            "light_diffuse": model.light_diffuse.copy(),
             "light_ambient": model.light_ambient.copy(),
-            "cam_pos": model.cam_pos.copy(), "cam_quat": model.cam_quat.copy(),
+            "cam_pos": model.cam_pos.copy(),
+            "cam_quat": model.cam_quat.copy(),
         }
 
     def apply(self, rng: np.random.Generator, dr: Randomization) -> dict:
@@ -124,8 +135,13 @@ class SceneRandomizer:
         mat = int(rng.integers(N_TABLE_MATERIALS))
         light_dir = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), -1.0])
         diffuse, ambient = rng.uniform(0.3, 0.9), rng.uniform(0.0, 0.3)
-        cam_draws = {c: (rng.uniform(-dr.camera_jitter_m, dr.camera_jitter_m, size=3),
-                         _small_rotation(rng, dr.camera_jitter_deg)) for c in self.cams}
+        cam_draws = {
+            c: (
+                rng.uniform(-dr.camera_jitter_m, dr.camera_jitter_m, size=3),
+                _small_rotation(rng, dr.camera_jitter_deg),
+            )
+            for c in self.cams
+        }
 
         table_z = TABLE_TOP_Z + (dz if dr.table_height else 0.0)
         self._set_table_height(table_z)
@@ -137,11 +153,16 @@ class SceneRandomizer:
             m.light_dir[self.light] = light_dir / np.linalg.norm(light_dir)
             m.light_diffuse[self.light] = diffuse
             m.light_ambient[self.light] = ambient
-        record = {"table_z": float(table_z), "table_material": mat,
-                  "light": {"dir": m.light_dir[self.light].round(6).tolist(),
-                            "diffuse": float(m.light_diffuse[self.light][0]),
-                            "ambient": float(m.light_ambient[self.light][0])},
-                  "cameras": {}}
+        record = {
+            "table_z": float(table_z),
+            "table_material": mat,
+            "light": {
+                "dir": m.light_dir[self.light].round(6).tolist(),
+                "diffuse": float(m.light_diffuse[self.light][0]),
+                "ambient": float(m.light_ambient[self.light][0]),
+            },
+            "cameras": {},
+        }
         for name, cid in self.cams.items():
             offset, turn = cam_draws[name]
             if not dr.camera_jitter:
@@ -150,7 +171,10 @@ class SceneRandomizer:
             q = np.zeros(4)
             mujoco.mju_mulQuat(q, turn, n["cam_quat"][cid])  # turn expressed in the parent frame
             m.cam_quat[cid] = q
-            record["cameras"][name] = {"offset_m": offset.round(6).tolist(), "turn_quat": turn.round(6).tolist()}
+            record["cameras"][name] = {
+                "offset_m": offset.round(6).tolist(),
+                "turn_quat": turn.round(6).tolist(),
+            }
         return record
 
     def _set_table_height(self, top_z: float) -> None:

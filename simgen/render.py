@@ -4,6 +4,7 @@ at the far plane is no reading, 0), for simgen's cameras at the control rate (Ca
 metric z-depth, optional RGB and segmentation), the robosuite adapter and a scene mesh at
 arbitrary poses (TwinRenderer, for real/twin depth pairs). Images come out upright (row 0 at the
 top)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,13 @@ import numpy as np
 from simgen.cameras import MJ_TO_CV, CameraConfig, mat_to_quat, set_mujoco_intrinsics
 from simgen.scene import SCENE_GROUP, VISUAL_GROUP
 
-DEPTH_OFF_FLAGS = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                   mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_FOG, mujoco.mjtRndFlag.mjRND_HAZE)
+DEPTH_OFF_FLAGS = (
+    mujoco.mjtRndFlag.mjRND_SHADOW,
+    mujoco.mjtRndFlag.mjRND_REFLECTION,
+    mujoco.mjtRndFlag.mjRND_SKYBOX,
+    mujoco.mjtRndFlag.mjRND_FOG,
+    mujoco.mjtRndFlag.mjRND_HAZE,
+)
 
 
 def depth_scene(scene: mujoco.MjvScene) -> None:
@@ -47,8 +53,13 @@ def no_reading_at_far(depth: np.ndarray, far: float) -> np.ndarray:
 class CameraRenderer:
     """Renders every configured camera; close() it (EGL complains at exit otherwise)."""
 
-    def __init__(self, model: mujoco.MjModel, cameras: list[CameraConfig], rgb: bool = False,
-                 seg_lut: np.ndarray | None = None):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        cameras: list[CameraConfig],
+        rgb: bool = False,
+        seg_lut: np.ndarray | None = None,
+    ):
         self.model, self.cameras, self.rgb, self.seg_lut = model, cameras, rgb, seg_lut
         self.far = far_plane(model)
         self.option = mujoco.MjvOption()
@@ -74,8 +85,9 @@ class CameraRenderer:
             if self.seg_lut is not None:
                 r.enable_segmentation_rendering()
                 ids = r.render()
-                seg = np.where(ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM,
-                               self.seg_lut[np.clip(ids[..., 0], 0, None)], 0)
+                seg = np.where(
+                    ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, self.seg_lut[np.clip(ids[..., 0], 0, None)], 0
+                )
                 out[f"{cam.name}_seg"] = seg.astype(np.uint8)
             if self.rgb:
                 r.disable_segmentation_rendering()
@@ -114,8 +126,7 @@ class TwinRenderer:
         m.uservert = np.asarray(mesh.vertices, np.float64).ravel().tolist()
         m.userface = np.asarray(mesh.faces, np.int32).ravel().tolist()
         m.inertia = mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL
-        spec.worldbody.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="twin", contype=0,
-                                conaffinity=0)
+        spec.worldbody.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="twin", contype=0, conaffinity=0)
         cam = spec.worldbody.add_camera(name="sensor", pos=[0, 0, 0], quat=[1, 0, 0, 0])
         set_mujoco_intrinsics(cam, K, width, height)
         self.model = spec.compile()

@@ -27,6 +27,7 @@ store schema as native tasks:
 
 robosuite is imported lazily: checking a task name or a configuration does not load it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,6 +41,7 @@ import numpy as np
 
 from simgen.controller import ACTION_DIM, rot6d_to_mat, rotation_vector
 from simgen.controller import make_action as _make_action
+from simgen.env import robot_state
 from simgen.render import depth_scene, far_plane, no_reading_at_far
 from simgen.scene import FIRST_OBJECT_SEGMENT
 
@@ -92,10 +94,20 @@ def _controller_config(robosuite) -> dict:
 
 def _make(name: str):
     robosuite = _import_robosuite()
-    return robosuite.make(name, robots="Panda", controller_configs=_controller_config(robosuite),
-                          has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False,
-                          use_object_obs=False, control_freq=CONTROL_HZ, hard_reset=False,
-                          ignore_done=True, reward_shaping=False, seed=0)
+    return robosuite.make(
+        name,
+        robots="Panda",
+        controller_configs=_controller_config(robosuite),
+        has_renderer=False,
+        has_offscreen_renderer=False,
+        use_camera_obs=False,
+        use_object_obs=False,
+        control_freq=CONTROL_HZ,
+        hard_reset=False,
+        ignore_done=True,
+        reward_shaping=False,
+        seed=0,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,8 +117,16 @@ def _make(name: str):
 class RobosuiteEnv:
     """A robosuite environment with simgen's Env interface. Close it when done."""
 
-    def __init__(self, task: RobosuiteTask, cameras=("front", "wrist"), width: int = 128, height: int = 128,
-                 rgb: bool = False, seg: bool = False, render: bool = True):
+    def __init__(
+        self,
+        task: RobosuiteTask,
+        cameras=("front", "wrist"),
+        width: int = 128,
+        height: int = 128,
+        rgb: bool = False,
+        seg: bool = False,
+        render: bool = True,
+    ):
         check_cameras(cameras)
         self.task = task
         self.cameras, self.width, self.height = list(cameras), int(width), int(height)
@@ -157,12 +177,19 @@ class RobosuiteEnv:
         self.rs.reset()
         self._sync()
         objects = {}
-        for name, obj, b in zip(self.task.object_bodies, self.task.objects(self.rs), self._bodies, strict=True):
-            objects[name] = {"pos": self.data.xpos[b].round(6).tolist(),
-                             "quat": self.data.xquat[b].round(6).tolist(),
-                             "half_size": np.round(obj.size, 6).tolist()}
-        return {"robosuite_env": self.task.env_name, "objects": objects,
-                "robot_init_qpos": self.data.qpos[self._arm_q].round(6).tolist()}
+        for name, obj, b in zip(
+            self.task.object_bodies, self.task.objects(self.rs), self._bodies, strict=True
+        ):
+            objects[name] = {
+                "pos": self.data.xpos[b].round(6).tolist(),
+                "quat": self.data.xquat[b].round(6).tolist(),
+                "half_size": np.round(obj.size, 6).tolist(),
+            }
+        return {
+            "robosuite_env": self.task.env_name,
+            "objects": objects,
+            "robot_init_qpos": self.data.qpos[self._arm_q].round(6).tolist(),
+        }
 
     def step(self, action: np.ndarray) -> None:
         """Apply one 10-number action for one control period (25 physics steps of 2 ms)."""
@@ -193,16 +220,8 @@ class RobosuiteEnv:
         from robosuite.utils.camera_utils import get_camera_extrinsic_matrix
 
         d = self.data
-        pos, R = self.eef_pose()
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, R.ravel())
-        out = {
-            "robot_qpos": d.qpos[self._arm_q].astype(np.float32),
-            "gripper_qpos": d.qpos[self._finger_q].astype(np.float32),
-            "eef_pos": pos.astype(np.float32),
-            "eef_quat": quat.astype(np.float32),
-            "object_pose": np.array([np.concatenate([d.xpos[b], d.xquat[b]]) for b in self._bodies], np.float32),
-        }
+        objects = np.array([np.concatenate([d.xpos[b], d.xquat[b]]) for b in self._bodies])
+        out = robot_state(d.qpos[self._arm_q], d.qpos[self._finger_q], *self.eef_pose(), objects)
         for c in self.cameras:
             out[f"{c}_extrinsics"] = get_camera_extrinsic_matrix(self.sim, CAMERAS[c]).astype(np.float32)
         return out
@@ -223,16 +242,20 @@ class RobosuiteEnv:
         far = far_plane(self.model)
         out = {}
         for c in self.cameras:
-            rgb, raw = self.sim.render(camera_name=CAMERAS[c], width=self.width, height=self.height, depth=True)
+            rgb, raw = self.sim.render(
+                camera_name=CAMERAS[c], width=self.width, height=self.height, depth=True
+            )
             depth = get_real_depth_map(self.sim, raw)[::-1].astype(np.float32)
             out[f"{c}_depth"] = np.ascontiguousarray(no_reading_at_far(depth, far))
             if self.rgb:
                 out[f"{c}_rgb"] = np.ascontiguousarray(rgb[::-1])
             if self._seg_lut is not None:
-                ids = self.sim.render(camera_name=CAMERAS[c], width=self.width, height=self.height,
-                                      segmentation=True)[::-1]
-                seg = np.where(ids[..., 0] == mujoco.mjtObj.mjOBJ_GEOM,
-                               self._seg_lut[np.clip(ids[..., 1], 0, None)], 0)
+                ids = self.sim.render(
+                    camera_name=CAMERAS[c], width=self.width, height=self.height, segmentation=True
+                )[::-1]
+                seg = np.where(
+                    ids[..., 0] == mujoco.mjtObj.mjOBJ_GEOM, self._seg_lut[np.clip(ids[..., 1], 0, None)], 0
+                )
                 out[f"{c}_seg"] = seg.astype(np.uint8)
         return out
 
@@ -254,11 +277,15 @@ class RobosuiteEnv:
             body = int(cam.bodyid[0])
             fixed = body == 0
             out[c] = {
-                "width": self.width, "height": self.height, "K": K.round(9).tolist(),
+                "width": self.width,
+                "height": self.height,
+                "K": K.round(9).tolist(),
                 "fovy_deg": float(cam.fovy[0]),
                 "mount": "world" if fixed else self.model.body(body).name,
                 "extrinsics_key": f"{c}_extrinsics",
-                "extrinsics": get_camera_extrinsic_matrix(self.sim, rs_name).round(9).tolist() if fixed else None,
+                "extrinsics": get_camera_extrinsic_matrix(self.sim, rs_name).round(9).tolist()
+                if fixed
+                else None,
                 "extrinsics_convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward)",
                 "robosuite_camera": rs_name,
             }
@@ -267,10 +294,14 @@ class RobosuiteEnv:
     def robosuite_attrs(self) -> dict:
         """The store's `robosuite` section: version, environment, robot, controller, eef site and
         the robosuite camera of each of ours."""
-        return {"version": sys.modules["robosuite"].__version__, "env": self.task.env_name,
-                "robot": "Panda", "controller": "OSC_POSE, absolute world-frame input",
-                "eef_site": self.model.site(self._eef_site).name,
-                "cameras": {c: CAMERAS[c] for c in self.cameras}}
+        return {
+            "version": sys.modules["robosuite"].__version__,
+            "env": self.task.env_name,
+            "robot": "Panda",
+            "controller": "OSC_POSE, absolute world-frame input",
+            "eef_site": self.model.site(self._eef_site).name,
+            "cameras": {c: CAMERAS[c] for c in self.cameras},
+        }
 
     def close(self) -> None:
         if self._ctx is not None:  # free the GL context now, not whenever the collector runs

@@ -1,5 +1,6 @@
 """`simgen render`: roll out a task's expert for many seeds in worker processes and append the
 episodes to a store, resuming wherever a previous run stopped."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -72,8 +73,16 @@ class RenderConfig:
         return d
 
     def make_env(self) -> Env | RobosuiteEnv:
-        return make_env(self.task, self.cameras, self.width, self.height, rgb=self.rgb, seg=self.seg,
-                        mesh_detail=self.mesh_detail, randomize=self.randomize)
+        return make_env(
+            self.task,
+            self.cameras,
+            self.width,
+            self.height,
+            rgb=self.rgb,
+            seg=self.seg,
+            mesh_detail=self.mesh_detail,
+            randomize=self.randomize,
+        )
 
 
 def store_attrs(cfg: RenderConfig) -> dict:
@@ -81,15 +90,24 @@ def store_attrs(cfg: RenderConfig) -> dict:
     describes itself and its cameras (a robosuite task adds a `robosuite` section)."""
     info = get_task(cfg.task).describe(cfg.cameras, cfg.width, cfg.height)
     attrs = {
-        "task": cfg.task, "task_description": info["description"],
+        "task": cfg.task,
+        "task_description": info["description"],
         "object_bodies": info["object_bodies"],
         "engine": {"simgen": simgen.__version__, "mujoco": mujoco.__version__, **info["engine"]},
-        "control_hz": CONTROL_HZ, "physics_dt": info["physics_dt"],
+        "control_hz": CONTROL_HZ,
+        "physics_dt": info["physics_dt"],
         "cameras": info["cameras"],
-        "depth": {"dtype": "uint16", "unit_m": DEPTH_UNIT_M, "no_reading": 0,
-                  "convention": "z-depth along the optical axis, not ray length"},
-        "action": {"dim": ACTION_DIM, "layout": "eef target position xyz (m, world), first two "
-                   "columns of the target rotation matrix (6), gripper 0 open .. 1 closed"},
+        "depth": {
+            "dtype": "uint16",
+            "unit_m": DEPTH_UNIT_M,
+            "no_reading": 0,
+            "convention": "z-depth along the optical axis, not ray length",
+        },
+        "action": {
+            "dim": ACTION_DIM,
+            "layout": "eef target position xyz (m, world), first two "
+            "columns of the target rotation matrix (6), gripper 0 open .. 1 closed",
+        },
         "seed_rule": "episode i of a run with --seed S uses seed S + i",
         **info["extra_attrs"],
     }
@@ -131,8 +149,10 @@ def render_episodes(cfg: RenderConfig, seeds: list[int]):
     ctx = mp.get_context("spawn")  # GL contexts do not survive fork
     results = ctx.Queue(maxsize=2 * n)  # bounds the episodes waiting in memory
     with child_environment(WORKER_ENV):
-        procs = [ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results, os.getpid()), daemon=True)
-                 for k in range(n)]
+        procs = [
+            ctx.Process(target=_worker_main, args=(cfg, seeds[k::n], results, os.getpid()), daemon=True)
+            for k in range(n)
+        ]
         for p in procs:
             p.start()
     index = {s: i for i, s in enumerate(seeds)}
@@ -165,8 +185,14 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
     with Writer(out, store_attrs(cfg), cfg.identity()) as writer:
         done = writer.n_episodes
         seeds = [cfg.seed + i for i in range(done, cfg.episodes)]
-        bar = tqdm(total=cfg.episodes, initial=min(done, cfg.episodes), unit="ep",
-                   desc=f"render {cfg.task}", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.episodes,
+            initial=min(done, cfg.episodes),
+            unit="ep",
+            desc=f"render {cfg.task}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         frames = successes = frames_first = 0
         t_first = None
         # Finished episodes are committed in batches of about cfg.commit_frames frames (or
@@ -186,8 +212,10 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
                 if t_first is None:  # steady-state rate: from the first finished episode on
                     t_first, frames_first = time.perf_counter(), info["length"]
                 batch.append((arrays, _record(info)))
-                if (sum(len(a["action"]) for a, _ in batch) >= cfg.commit_frames
-                        or sum(v.nbytes for a, _ in batch for v in a.values()) >= FLUSH_BYTES):
+                if (
+                    sum(len(a["action"]) for a, _ in batch) >= cfg.commit_frames
+                    or sum(v.nbytes for a, _ in batch for v in a.values()) >= FLUSH_BYTES
+                ):
                     flush()
                 frames += info["length"]
                 successes += info["success"]
@@ -207,10 +235,19 @@ def render_dataset(cfg: RenderConfig, out: str, progress: bool = True) -> dict:
                 f.result()
             steady = (frames - frames_first) / (time.perf_counter() - t_first) if len(seeds) > 1 else None
         bar.close()
-        return {"episodes_written": len(seeds), "episodes_total": writer.n_episodes,
-                "frames_written": frames, "successes": successes, "steady_steps_per_s": steady}
+        return {
+            "episodes_written": len(seeds),
+            "episodes_total": writer.n_episodes,
+            "frames_written": frames,
+            "successes": successes,
+            "steady_steps_per_s": steady,
+        }
 
 
 def _record(info: dict) -> dict:
-    return {"seed": info["seed"], "success": bool(info["success"]), "length": int(info["length"]),
-            "params": info["params"]}
+    return {
+        "seed": info["seed"],
+        "success": bool(info["success"]),
+        "length": int(info["length"]),
+        "params": info["params"],
+    }

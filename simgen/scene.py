@@ -5,6 +5,7 @@ The robot's torque motors are replaced by joint position servos with gravity com
 Cartesian controller only has to produce joint targets. Robot visual meshes can be decimated
 (``mesh_detail`` = fraction of faces kept) because the CPU renderer's cost is triangles.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -119,12 +120,18 @@ def add_camera(spec: mujoco.MjSpec, cam: CameraConfig) -> None:
     parent = spec.worldbody if cam.body is None else spec.body(cam.body)
     if parent is None:
         raise ValueError(f"camera {cam.name}: no body {cam.body!r} in the scene")
-    parent.add_camera(name=cam.name, pos=list(cam.pos), quat=list(cam.mujoco_quat()),
-                      fovy=cam.fovy_deg, resolution=[cam.width, cam.height])
+    parent.add_camera(
+        name=cam.name,
+        pos=list(cam.pos),
+        quat=list(cam.mujoco_quat()),
+        fovy=cam.fovy_deg,
+        resolution=[cam.width, cam.height],
+    )
 
 
-def build_scene(cameras: list[CameraConfig], add_objects=None,
-                mesh_detail: float = DEFAULT_MESH_DETAIL) -> mujoco.MjSpec:
+def build_scene(
+    cameras: list[CameraConfig], add_objects=None, mesh_detail: float = DEFAULT_MESH_DETAIL
+) -> mujoco.MjSpec:
     """The workcell with the robot, `cameras` and whatever `add_objects(spec)` adds."""
     spec = mujoco.MjSpec.from_file(assets.path("scene.xml"))
     spec.attach(build_robot(mesh_detail), prefix=ROBOT_PREFIX, frame=spec.frame("robot_base"))

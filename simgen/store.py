@@ -10,6 +10,7 @@ attributes, then appends to meta/episode_ends. Each file write is atomic (zarr's
 a temporary file and renames it), so a killed run leaves at worst rows or records past the last
 episode end: `open_store` treats those as uncommitted and `Writer` truncates them before appending.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -35,10 +36,11 @@ def shard_frames(frame_bytes: int) -> int:
     """Frames per shard: one file holds about SHARD_BYTES of raw frames (8 to 256 frames)."""
     return int(np.clip(SHARD_BYTES // max(frame_bytes, 1), 8, 256))
 
+
 # Why these compressors: depth is smooth 16-bit data, and Blosc's bit-shuffle puts the slowly
 # varying high bits of neighbouring pixels together, so zstd packs it about 8x losslessly
-# (128x128: 32 kB -> about 4 kB a frame). Level 1: level 5 saves 12 % more bytes at 3x the CPU,
-# and CPU is what rendering competes for. Colour and label images are bytes already; plain zstd
+# (128x128: 32 kB -> about 4 kB a frame). Level 1: higher levels save few bytes for much CPU, which
+# rendering competes for (docs/experiments.md). Colour and label images are bytes already; plain zstd
 # inside Blosc suits them. Images are chunked one frame per chunk (read one frame, decode one
 # frame) and those chunks are grouped into shard files (zarr's sharding codec), so a dataset is
 # hundreds of files, not millions, and writes pay per-file costs once per shard.
@@ -97,8 +99,10 @@ def check_store(path: str | Path) -> zarr.Group:
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise StoreError(f"{p}: a zarr store, but not a simgen store")
     if meta.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(f"{p}: simgen schema version {meta.get('schema_version')}, "
-                         f"this simgen reads version {SCHEMA_VERSION}")
+        raise StoreError(
+            f"{p}: simgen schema version {meta.get('schema_version')}, "
+            f"this simgen reads version {SCHEMA_VERSION}"
+        )
     return root
 
 
@@ -223,8 +227,10 @@ class Writer:
             old = root.attrs[SCHEMA].get("config")
             if old != config:
                 diff = sorted(k for k in set(old or {}) | set(config) if (old or {}).get(k) != config.get(k))
-                raise StoreError(f"{self.path}: made with different settings ({', '.join(diff)}); "
-                                 "choose another --out or repeat the original command")
+                raise StoreError(
+                    f"{self.path}: made with different settings ({', '.join(diff)}); "
+                    "choose another --out or repeat the original command"
+                )
             self._lock()
             self.root = zarr.open_group(self.path, mode="r+")
             self._truncate_uncommitted()
@@ -237,11 +243,22 @@ class Writer:
             self.root = zarr.open_group(self.path, mode="a")  # mode "w" would delete the lock file
             self.root.create_group("data")
             meta = self.root.create_group("meta")
-            meta.create_array("episode_ends", shape=(0,), chunks=(LOWDIM_CHUNK,), dtype="int64",
-                              compressors=LOWDIM_CODEC, fill_value=0)
+            meta.create_array(
+                "episode_ends",
+                shape=(0,),
+                chunks=(LOWDIM_CHUNK,),
+                dtype="int64",
+                compressors=LOWDIM_CODEC,
+                fill_value=0,
+            )
             # Written last: only now does the folder count as a store (see _unfinished_creation).
-            self.root.attrs[SCHEMA] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-                                       **attrs, "config": config, "episodes": []}
+            self.root.attrs[SCHEMA] = {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                **attrs,
+                "config": config,
+                "episodes": [],
+            }
         self.meta = dict(self.root.attrs[SCHEMA])
         self.ends = self.root["meta/episode_ends"]
         self._arrays: dict[str, zarr.Array] = {}
@@ -282,10 +299,16 @@ class Writer:
             codec = DEPTH_CODEC if kind == "depth" else BYTE_IMAGE_CODEC
             shards = (shard_frames(value[0].nbytes), *value.shape[1:])
         attrs = {"unit": "mm", "scale_to_m": DEPTH_UNIT_M, "no_reading": 0} if kind == "depth" else {}
-        self._arrays[key] = data.create_array(key, shape=(0, *value.shape[1:]), chunks=chunks,
-                                              shards=shards, dtype=value.dtype, compressors=codec,
-                                              fill_value=0,
-                                              attributes=attrs)
+        self._arrays[key] = data.create_array(
+            key,
+            shape=(0, *value.shape[1:]),
+            chunks=chunks,
+            shards=shards,
+            dtype=value.dtype,
+            compressors=codec,
+            fill_value=0,
+            attributes=attrs,
+        )
         return self._arrays[key]
 
     def append(self, arrays: dict[str, np.ndarray], record: dict) -> None:
@@ -318,7 +341,7 @@ class Writer:
                     value = depth_to_stored(value)  # float metres; uint16 is already stored units
                 a = self._array_for(key, value)
                 a.resize((start + total, *a.shape[1:]))
-                a[start:start + total] = value
+                a[start : start + total] = value
         self.meta["episodes"] = self.meta["episodes"] + [r for _, r in episodes]
         self.root.attrs[SCHEMA] = self.meta
         e = self.ends.shape[0]
@@ -338,6 +361,7 @@ class Writer:
 
 
 # --- derived arrays ------------------------------------------------------------------------------
+
 
 def _ranges(n: int, step: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, n)) for s in range(0, n, step)]
@@ -364,7 +388,9 @@ class Derived:
         self._lock = lock_store(self.store.path)
         self._data = zarr.open_group(self.store.path, mode="r+")["data"]
 
-    def prepare(self, key: str, source: str, settings: dict, overwrite: bool = False) -> list[tuple[int, int]]:
+    def prepare(
+        self, key: str, source: str, settings: dict, overwrite: bool = False
+    ) -> list[tuple[int, int]]:
         """Create data/<key> from data/<source>'s layout, or reopen it to resume (same settings,
         unfinished); returns the (start, end) frame ranges of the shards still to write."""
         src, n = self._data[source], self.store.n_frames
@@ -379,17 +405,32 @@ class Derived:
                     raise StoreError(f"{key} exists and is complete; --overwrite redoes it")
                 if dst.shape[0] != n:  # the store grew: the last shard must be redone
                     dst.resize((n, *dst.shape[1:]))
-                    meta = {**meta, "complete": False,
-                            "done": [d for d in meta["done"] if d[1] % per_shard == 0 and d[1] <= n]}
+                    meta = {
+                        **meta,
+                        "complete": False,
+                        "done": [d for d in meta["done"] if d[1] % per_shard == 0 and d[1] <= n],
+                    }
                     dst.attrs[self.tool] = meta
                 done = {tuple(r) for r in meta["done"]}
                 return [r for r in _ranges(n, per_shard) if r not in done]
             del self._data[key]
         self._data.create_array(
-            key, shape=(n, *src.shape[1:]), chunks=(1, *src.shape[1:]), shards=(per_shard, *src.shape[1:]),
-            dtype=np.uint16, compressors=DEPTH_CODEC, fill_value=0,
-            attributes={"derived": True, "source": source, "unit": "mm", "scale_to_m": DEPTH_UNIT_M,
-                        "no_reading": 0, self.tool: {"config": settings, "done": [], "complete": False}})
+            key,
+            shape=(n, *src.shape[1:]),
+            chunks=(1, *src.shape[1:]),
+            shards=(per_shard, *src.shape[1:]),
+            dtype=np.uint16,
+            compressors=DEPTH_CODEC,
+            fill_value=0,
+            attributes={
+                "derived": True,
+                "source": source,
+                "unit": "mm",
+                "scale_to_m": DEPTH_UNIT_M,
+                "no_reading": 0,
+                self.tool: {"config": settings, "done": [], "complete": False},
+            },
+        )
         return _ranges(n, per_shard)
 
     def done(self, key: str, start: int, end: int) -> None:

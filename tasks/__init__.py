@@ -1,6 +1,7 @@
 """Tasks: one module each (native ones in simgen's scene, robosuite:* ones in robosuite's own
 environments), registered by name in tasks.registry. Importing this package imports every module
 in it; get_task(name) gives a task, make_env(name, ...) the environment it runs in."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,18 +1,19 @@
 """What every task provides, and the geometry and waypoint helpers the scripted experts share.
 One task = one module in tasks/ holding a subclass of Task (a native MuJoCo scene) or of
 tasks.robosuite_base.RobosuiteTask (one of robosuite's own environments)."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import mujoco
 import numpy as np
 
 from simgen.cameras import get_cameras
+from simgen.controller import rotation_matrix, rotation_vector
 from simgen.env import Env, camera_attrs
 from simgen.randomize import TABLE_TOP_Z, Randomization
-from simgen.controller import rotation_matrix, rotation_vector
 from simgen.scene import DEFAULT_MESH_DETAIL
 
 Expert = Callable[["object"], np.ndarray]  # env -> action
@@ -39,8 +40,15 @@ class BaseTask(ABC):
         """ValueError for cameras, a resolution or randomisation switches this task cannot honour."""
 
     @abstractmethod
-    def make_env(self, cameras, width: int, height: int, rgb: bool = False, seg: bool = False,
-                 mesh_detail: float = DEFAULT_MESH_DETAIL):
+    def make_env(
+        self,
+        cameras,
+        width: int,
+        height: int,
+        rgb: bool = False,
+        seg: bool = False,
+        mesh_detail: float = DEFAULT_MESH_DETAIL,
+    ):
         """The environment this task runs in, with these cameras (names); close it when done."""
 
     @abstractmethod
@@ -101,11 +109,15 @@ class Task(BaseTask):
         return Env(self, get_cameras(cameras, width, height), rgb=rgb, seg=seg, mesh_detail=mesh_detail)
 
     def describe(self, cameras, width, height):
-        return {"description": self.description, "object_bodies": list(self.object_bodies),
-                "segment_bodies": list(self.object_bodies) + list(self.fixture_bodies),
-                "cameras": camera_attrs(get_cameras(cameras, width, height)), "physics_dt": 0.002,
-                "engine": {},
-                "extra_attrs": {"fixture_joints": list(self.fixture_joints)} if self.fixture_joints else {}}
+        return {
+            "description": self.description,
+            "object_bodies": list(self.object_bodies),
+            "segment_bodies": list(self.object_bodies) + list(self.fixture_bodies),
+            "cameras": camera_attrs(get_cameras(cameras, width, height)),
+            "physics_dt": 0.002,
+            "engine": {},
+            "extra_attrs": {"fixture_joints": list(self.fixture_joints)} if self.fixture_joints else {},
+        }
 
 
 def set_box(model: mujoco.MjModel, geom: int, half: np.ndarray, density: float = 500.0) -> None:
@@ -121,20 +133,23 @@ def set_box(model: mujoco.MjModel, geom: int, half: np.ndarray, density: float =
     model.bvh_aabb[model.body_bvhadr[body]] = model.geom_aabb[geom]
     mass = density * 8.0 * np.prod(half)
     model.body_mass[body] = mass
-    model.body_inertia[body] = mass / 3.0 * np.array([half[1] ** 2 + half[2] ** 2,
-                                                      half[0] ** 2 + half[2] ** 2,
-                                                      half[0] ** 2 + half[1] ** 2])
+    model.body_inertia[body] = (
+        mass
+        / 3.0
+        * np.array([half[1] ** 2 + half[2] ** 2, half[0] ** 2 + half[2] ** 2, half[0] ** 2 + half[1] ** 2])
+    )
 
 
 def set_free_pose(model: mujoco.MjModel, data: mujoco.MjData, joint: str, pos, quat) -> None:
     """Place a free-jointed body and zero its velocity."""
     j = model.joint(joint)
-    data.qpos[j.qposadr[0]:j.qposadr[0] + 7] = np.concatenate([pos, quat])
-    data.qvel[j.dofadr[0]:j.dofadr[0] + 6] = 0.0
+    data.qpos[j.qposadr[0] : j.qposadr[0] + 7] = np.concatenate([pos, quat])
+    data.qvel[j.dofadr[0] : j.dofadr[0] + 6] = 0.0
 
 
-def set_cylinder(model: mujoco.MjModel, geom: int, radius: float, half_height: float,
-                 density: float = 500.0) -> None:
+def set_cylinder(
+    model: mujoco.MjModel, geom: int, radius: float, half_height: float, density: float = 500.0
+) -> None:
     """Make a compiled geom an upright cylinder of this size and update its body's mass and
     inertia and the bounding volumes collisions use (as set_box does for boxes)."""
     body = model.geom_bodyid[geom]
@@ -145,10 +160,10 @@ def set_cylinder(model: mujoco.MjModel, geom: int, radius: float, half_height: f
     model.geom_rbound[geom] = np.hypot(radius, half_height)
     model.geom_aabb[geom] = [0.0, 0.0, 0.0, radius, radius, half_height]
     model.bvh_aabb[model.body_bvhadr[body]] = model.geom_aabb[geom]
-    mass = density * np.pi * radius ** 2 * 2 * half_height
+    mass = density * np.pi * radius**2 * 2 * half_height
     model.body_mass[body] = mass
-    side = mass * (3 * radius ** 2 + (2 * half_height) ** 2) / 12
-    model.body_inertia[body] = [side, side, mass * radius ** 2 / 2]
+    side = mass * (3 * radius**2 + (2 * half_height) ** 2) / 12
+    model.body_inertia[body] = [side, side, mass * radius**2 / 2]
 
 
 # The hand pointing straight down, fingers closing along world y.
@@ -189,8 +204,9 @@ class Waypoints:
     `patience` steps have passed there.
     """
 
-    def __init__(self, start_pos, start_R, speed: float, dt: float, turn_rate: float | None = None,
-                 patience: int = 40):
+    def __init__(
+        self, start_pos, start_R, speed: float, dt: float, turn_rate: float | None = None, patience: int = 40
+    ):
         self.pos, self.R, self.grip = np.array(start_pos, float), np.array(start_R, float), 0.0
         self.step_len = speed * dt
         self.step_angle = None if turn_rate is None else turn_rate * dt

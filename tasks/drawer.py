@@ -14,6 +14,7 @@ The cabinet is not a free body, so `object_bodies` is empty: its pose is in the 
 (`cabinet_xy`, `cabinet_yaw`) and the opening, the "drawer" joint, is recorded every step in
 `fixture_qpos`. The cabinet (with drawer and handle) is a segmentation class of its own.
 """
+
 from __future__ import annotations
 
 import mujoco
@@ -39,8 +40,9 @@ HOOK_BEHIND_BAR = 0.03
 
 
 def _box(body, name, pos, half, rgba, **kw):
-    body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(pos), size=list(half),
-                  rgba=rgba, group=2, **kw)
+    body.add_geom(
+        name=name, type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(pos), size=list(half), rgba=rgba, group=2, **kw
+    )
 
 
 @register
@@ -55,8 +57,9 @@ class Drawer(Task):
     def add_objects(self, spec: mujoco.MjSpec) -> None:
         grey, wood, metal = [*CABINET_RGB, 1], [*DRAWER_RGB, 1], [0.7, 0.7, 0.72, 1]
         d, w, h, t = DEPTH / 2, WIDTH / 2, HEIGHT / 2, WALL / 2
-        cab = spec.worldbody.add_body(name="cabinet", pos=[0.09, 0.17, TABLE_TOP_Z],
-                                      quat=yaw_quat(np.pi / 2).tolist())
+        cab = spec.worldbody.add_body(
+            name="cabinet", pos=[0.09, 0.17, TABLE_TOP_Z], quat=yaw_quat(np.pi / 2).tolist()
+        )
         _box(cab, "cabinet_bottom", [0, 0, t], [d, w, t], grey)
         _box(cab, "cabinet_top", [0, 0, HEIGHT - t], [d, w, t], grey)
         for side, s in (("left", 1), ("right", -1)):
@@ -64,8 +67,15 @@ class Drawer(Task):
         _box(cab, "cabinet_back", [d - t, 0, h], [t, w - 2 * t, h - 2 * t], grey)
 
         drawer = cab.add_body(name="drawer")
-        drawer.add_joint(name="drawer", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[-1, 0, 0],
-                         range=[0, DRAWER_TRAVEL], damping=5.0, frictionloss=0.3, armature=0.05)
+        drawer.add_joint(
+            name="drawer",
+            type=mujoco.mjtJoint.mjJNT_SLIDE,
+            axis=[-1, 0, 0],
+            range=[0, DRAWER_TRAVEL],
+            damping=5.0,
+            frictionloss=0.3,
+            armature=0.05,
+        )
         iw = w - 2 * t - GAP  # the drawer's half-width, inside the cabinet's walls
         low = WALL + GAP  # the drawer's bottom, just above the cabinet's
         box_half_d = (DEPTH - 2 * WALL - GAP) / 2  # the drawer box behind its front panel
@@ -74,19 +84,39 @@ class Drawer(Task):
         _box(drawer, "drawer_front", [-d + t, 0, h], [t, iw, h - WALL - GAP], wood, density=500)
         _box(drawer, "drawer_bottom", [box_x, 0, low + t], [box_half_d, iw, t], wood, density=500)
         for side, s in (("left", 1), ("right", -1)):
-            _box(drawer, f"drawer_{side}", [box_x, s * (iw - t), low + side_h],
-                 [box_half_d, t, side_h], wood, density=500)
-        _box(drawer, "drawer_back", [d - WALL - GAP - t, 0, low + side_h], [t, iw - WALL, side_h],
-             wood, density=500)
+            _box(
+                drawer,
+                f"drawer_{side}",
+                [box_x, s * (iw - t), low + side_h],
+                [box_half_d, t, side_h],
+                wood,
+                density=500,
+            )
+        _box(
+            drawer,
+            "drawer_back",
+            [d - WALL - GAP - t, 0, low + side_h],
+            [t, iw - WALL, side_h],
+            wood,
+            density=500,
+        )
         bar_x = -d - HANDLE_STANDOFF
         for side, s in (("left", 1), ("right", -1)):
-            _box(drawer, f"handle_post_{side}",
-                 [-d - HANDLE_STANDOFF / 2, s * (HANDLE_HALF_LEN - 0.01), HANDLE_Z],
-                 [HANDLE_STANDOFF / 2, 0.005, 0.005], metal)
-        drawer.add_geom(name="handle_bar", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
-                        fromto=[bar_x, -HANDLE_HALF_LEN, HANDLE_Z,
-                                bar_x, HANDLE_HALF_LEN, HANDLE_Z],
-                        size=[HANDLE_RADIUS, 0, 0], rgba=metal, group=2)
+            _box(
+                drawer,
+                f"handle_post_{side}",
+                [-d - HANDLE_STANDOFF / 2, s * (HANDLE_HALF_LEN - 0.01), HANDLE_Z],
+                [HANDLE_STANDOFF / 2, 0.005, 0.005],
+                metal,
+            )
+        drawer.add_geom(
+            name="handle_bar",
+            type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+            fromto=[bar_x, -HANDLE_HALF_LEN, HANDLE_Z, bar_x, HANDLE_HALF_LEN, HANDLE_Z],
+            size=[HANDLE_RADIUS, 0, 0],
+            rgba=metal,
+            group=2,
+        )
 
     def randomize(self, model, data, rng):
         side = 1.0 if self.uniform(rng, "object_pose", -1.0, 1.0, nominal=1.0) >= 0 else -1.0
@@ -103,8 +133,13 @@ class Drawer(Task):
                 model.geom_rgba[g, :3] = cab_rgb
         for part in ("front", "bottom", "left", "right", "back"):
             model.geom_rgba[model.geom(f"drawer_{part}").id, :3] = front_rgb
-        return {"cabinet_side": side, "cabinet_xy": xy.tolist(), "cabinet_yaw": float(yaw),
-                "cabinet_rgb": cab_rgb.tolist(), "drawer_rgb": front_rgb.tolist()}
+        return {
+            "cabinet_side": side,
+            "cabinet_xy": xy.tolist(),
+            "cabinet_yaw": float(yaw),
+            "cabinet_rgb": cab_rgb.tolist(),
+            "drawer_rgb": front_rgb.tolist(),
+        }
 
     def make_expert(self, env, rng):
         data = env.data

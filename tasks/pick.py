@@ -4,13 +4,23 @@ Randomised per episode: cube position (x, y on the table), yaw, half-size (1.8 t
 colour. The expert moves above the cube, aligns the fingers with its faces, descends, closes the
 gripper and lifts. Success: the cube's bottom is at least LIFT_THRESHOLD above the table.
 """
+
 from __future__ import annotations
 
 import mujoco
 import numpy as np
 
-from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_free_pose,
-                        yaw_quat)
+from tasks.base import (
+    TABLE_TOP_Z,
+    Task,
+    Waypoints,
+    body_yaw,
+    grasp_yaws,
+    rot_z,
+    set_box,
+    set_free_pose,
+    yaw_quat,
+)
 from tasks.registry import register
 
 LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
@@ -28,9 +38,15 @@ class Pick(Task):
     def add_objects(self, spec: mujoco.MjSpec) -> None:
         body = spec.worldbody.add_body(name="cube", pos=[0, 0, TABLE_TOP_Z + 0.02])
         body.add_freejoint(name="cube")
-        body.add_geom(name="cube", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.02] * 3,
-                      rgba=[0.8, 0.2, 0.2, 1], group=2, friction=[1.0, 0.005, 0.0001],
-                      condim=4)
+        body.add_geom(
+            name="cube",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.02] * 3,
+            rgba=[0.8, 0.2, 0.2, 1],
+            group=2,
+            friction=[1.0, 0.005, 0.0001],
+            condim=4,
+        )
 
     def randomize(self, model, data, rng):
         half = self.uniform(rng, "object_size", *HALF_SIZE_RANGE, nominal=0.022)
@@ -41,8 +57,12 @@ class Pick(Task):
         set_box(model, geom, [half] * 3)
         model.geom_rgba[geom] = [*rgb, 1.0]
         set_free_pose(model, data, "cube", [xy[0], xy[1], self.table_z + half], yaw_quat(yaw))
-        return {"cube_half_size": float(half), "cube_xy": xy.tolist(), "cube_yaw": float(yaw),
-                "cube_rgb": rgb.tolist()}
+        return {
+            "cube_half_size": float(half),
+            "cube_xy": xy.tolist(),
+            "cube_yaw": float(yaw),
+            "cube_rgb": rgb.tolist(),
+        }
 
     def make_expert(self, env, rng):
         model, data = env.model, env.data
@@ -56,11 +76,13 @@ class Pick(Task):
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half)]
         above = c + [0.0, 0.0, 0.10]
         lifted = c + [0.0, 0.0, 0.18]
-        plan = (Waypoints(pos0, R0, speed=0.35, dt=env.dt)
-                .add(above, R, 0.0, hold=2)
-                .add(grasp, R, 0.0, hold=2)
-                .add(grasp, R, 1.0, hold=8)
-                .add(lifted, R, 1.0, hold=40))
+        plan = (
+            Waypoints(pos0, R0, speed=0.35, dt=env.dt)
+            .add(above, R, 0.0, hold=2)
+            .add(grasp, R, 0.0, hold=2)
+            .add(grasp, R, 1.0, hold=8)
+            .add(lifted, R, 1.0, hold=40)
+        )
 
         def act(env) -> np.ndarray:
             p, Rt, g = plan.next()

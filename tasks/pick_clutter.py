@@ -13,14 +13,25 @@ hand's home pose. The expert rises straight up to a height that clears every dis
 over the cube, aligns the fingers with its faces, descends, closes and lifts. Success: the
 cube's bottom is at least LIFT_THRESHOLD above the table.
 """
+
 from __future__ import annotations
 
 import mujoco
 import numpy as np
 
 from simgen.scene import robosuite_assets
-from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_cylinder,
-                        set_free_pose, yaw_quat)
+from tasks.base import (
+    TABLE_TOP_Z,
+    Task,
+    Waypoints,
+    body_yaw,
+    grasp_yaws,
+    rot_z,
+    set_box,
+    set_cylinder,
+    set_free_pose,
+    yaw_quat,
+)
 from tasks.registry import register
 
 LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
@@ -52,10 +63,14 @@ PARKED_GROUP = 5  # simgen renders geom groups 1 and 2 only
 CUBE_NOMINAL_XY = [-0.025, 0.0]
 NOMINAL_XY = [[0.12, 0.0], [0.04, -0.20], [-0.06, 0.21], [0.14, 0.17], [-0.16, -0.20]]
 NOMINAL_YAW = [0.3, 0.0, 0.0, 0.5, -0.4]
-NOMINAL_RGB = [[0.8, 0.2, 0.2], [0.2, 0.4, 0.8], [0.3, 0.7, 0.3], [0.9, 0.8, 0.3],
-               [0.9, 0.9, 0.9], [0.7, 0.5, 0.3]]  # cube, then the slots
-
-
+NOMINAL_RGB = [
+    [0.8, 0.2, 0.2],
+    [0.2, 0.4, 0.8],
+    [0.3, 0.7, 0.3],
+    [0.9, 0.8, 0.3],
+    [0.9, 0.9, 0.9],
+    [0.7, 0.5, 0.3],
+]  # cube, then the slots
 
 
 def load_mesh(kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +87,6 @@ def load_mesh(kind: str) -> tuple[np.ndarray, np.ndarray]:
     return v, np.asarray(mesh.faces, np.int32)
 
 
-
-
 @register
 class PickClutter(Task):
     name = "pick_clutter"
@@ -88,8 +101,15 @@ class PickClutter(Task):
     def add_objects(self, spec: mujoco.MjSpec) -> None:
         body = spec.worldbody.add_body(name="cube", pos=[0, 0, TABLE_TOP_Z + 0.02])
         body.add_freejoint(name="cube")
-        body.add_geom(name="cube", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.02] * 3,
-                      rgba=[*NOMINAL_RGB[0], 1], group=2, friction=[1.0, 0.005, 0.0001], condim=4)
+        body.add_geom(
+            name="cube",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.02] * 3,
+            rgba=[*NOMINAL_RGB[0], 1],
+            group=2,
+            friction=[1.0, 0.005, 0.0001],
+            condim=4,
+        )
         for i, kind in enumerate(SLOT_KINDS):
             name = f"distractor{i}"
             body = spec.worldbody.add_body(name=name, pos=[i, 0, PARK_Z])
@@ -101,9 +121,12 @@ class PickClutter(Task):
                 body.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=CYL_NOMINAL, **geom)
             else:
                 v, f = self._meshes.setdefault(kind, load_mesh(kind))
-                spec.add_mesh(name=f"clutter_{kind}", uservert=v.ravel().tolist(),
-                              userface=f.ravel().tolist(),
-                              inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
+                spec.add_mesh(
+                    name=f"clutter_{kind}",
+                    uservert=v.ravel().tolist(),
+                    userface=f.ravel().tolist(),
+                    inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX,
+                )
                 body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname=f"clutter_{kind}", **geom)
 
     def _footprint(self, model, slot: int) -> tuple[float, float]:
@@ -135,8 +158,13 @@ class PickClutter(Task):
         half = self.uniform(rng, "object_size", *HALF_SIZE_RANGE, nominal=0.022)
         box_half = self.uniform(rng, "object_size", BOX_HALF_LOW, BOX_HALF_HIGH, nominal=BOX_HALF_NOMINAL)
         cyl = self.uniform(rng, "object_size", CYL_LOW, CYL_HIGH, nominal=CYL_NOMINAL)
-        rgb = self.uniform(rng, "object_color", np.full((N_SLOTS + 1, 3), 0.1),
-                           np.full((N_SLOTS + 1, 3), 0.95), nominal=NOMINAL_RGB)
+        rgb = self.uniform(
+            rng,
+            "object_color",
+            np.full((N_SLOTS + 1, 3), 0.1),
+            np.full((N_SLOTS + 1, 3), 0.95),
+            nominal=NOMINAL_RGB,
+        )
         cube_xy = self.uniform(rng, "object_pose", XY_LOW, XY_HIGH, nominal=CUBE_NOMINAL_XY)
         cube_yaw = self.uniform(rng, "object_pose", -np.pi, np.pi, nominal=0.0)
 
@@ -188,15 +216,28 @@ class PickClutter(Task):
                 continue
             xy, yaw = poses[slot]
             # Boxes and cylinders have their origin at the centre, meshes at the bottom.
-            z = self.table_z + {"box": model.geom_size[g][2], "cylinder": model.geom_size[g][1]}.get(kind, 0.0)
+            z = self.table_z + {"box": model.geom_size[g][2], "cylinder": model.geom_size[g][1]}.get(
+                kind, 0.0
+            )
             set_free_pose(model, data, name, [*xy, z], yaw_quat(yaw))
-            rec = {"slot": slot, "kind": kind, "xy": xy.tolist(), "yaw": float(yaw),
-                   "rgb": rgb[slot + 1].tolist()}
+            rec = {
+                "slot": slot,
+                "kind": kind,
+                "xy": xy.tolist(),
+                "yaw": float(yaw),
+                "rgb": rgb[slot + 1].tolist(),
+            }
             if kind in ("box", "cylinder"):
-                rec["size"] = model.geom_size[g][:3 if kind == "box" else 2].tolist()
+                rec["size"] = model.geom_size[g][: 3 if kind == "box" else 2].tolist()
             distractors.append(rec)
-        return {"cube_half_size": float(half), "cube_xy": cube_xy.tolist(), "cube_yaw": float(cube_yaw),
-                "cube_rgb": rgb[0].tolist(), "n_distractors": n, "distractors": distractors}
+        return {
+            "cube_half_size": float(half),
+            "cube_xy": cube_xy.tolist(),
+            "cube_yaw": float(cube_yaw),
+            "cube_rgb": rgb[0].tolist(),
+            "n_distractors": n,
+            "distractors": distractors,
+        }
 
     def make_expert(self, env, rng):
         model, data = env.model, env.data
@@ -207,12 +248,14 @@ class PickClutter(Task):
         clear_z = self.table_z + CLEAR_HEIGHT
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half)]
         lifted = c + [0.0, 0.0, 0.18]
-        plan = (Waypoints(pos0, R0, speed=0.35, dt=env.dt)
-                .add([pos0[0], pos0[1], clear_z], R0, 0.0)  # straight up, clear of everything
-                .add([c[0], c[1], clear_z], R, 0.0, hold=2)
-                .add(grasp, R, 0.0, hold=2)
-                .add(grasp, R, 1.0, hold=8)
-                .add(lifted, R, 1.0, hold=40))
+        plan = (
+            Waypoints(pos0, R0, speed=0.35, dt=env.dt)
+            .add([pos0[0], pos0[1], clear_z], R0, 0.0)  # straight up, clear of everything
+            .add([c[0], c[1], clear_z], R, 0.0, hold=2)
+            .add(grasp, R, 0.0, hold=2)
+            .add(grasp, R, 1.0, hold=8)
+            .add(lifted, R, 1.0, hold=40)
+        )
 
         def act(env) -> np.ndarray:
             p, Rt, g = plan.next()

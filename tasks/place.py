@@ -16,6 +16,7 @@ it to just above the bin floor, opens and withdraws.
 Success: the object's centre is over the bin's inner area, its lowest point rests on the bin
 floor, it is nearly still, and no part of the robot touches it.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -24,8 +25,18 @@ import mujoco
 import numpy as np
 
 from simgen.scene import ROBOT_PREFIX
-from tasks.base import (TABLE_TOP_Z, Task, Waypoints, body_yaw, grasp_yaws, rot_z, set_box, set_cylinder,
-                        set_free_pose, yaw_quat)
+from tasks.base import (
+    TABLE_TOP_Z,
+    Task,
+    Waypoints,
+    body_yaw,
+    grasp_yaws,
+    rot_z,
+    set_box,
+    set_cylinder,
+    set_free_pose,
+    yaw_quat,
+)
 from tasks.registry import register
 
 CUBE_HALF_RANGE = (0.018, 0.026)
@@ -53,8 +64,13 @@ def random_colours(task: Task, rng: np.random.Generator, nominal_hsv) -> tuple[l
     drawn under the `object_color` switch; `nominal_hsv` is the first colour when it is off and
     the second then has the hue half a turn away."""
     h, s, v = task.uniform(rng, "object_color", [0.0, 0.5, 0.5], [1.0, 0.9, 0.95], nominal=nominal_hsv)
-    dh, s2, v2 = task.uniform(rng, "object_color", [0.25, 0.5, 0.5], [0.75, 0.9, 0.95],
-                              nominal=[0.5, nominal_hsv[1], nominal_hsv[2]])
+    dh, s2, v2 = task.uniform(
+        rng,
+        "object_color",
+        [0.25, 0.5, 0.5],
+        [0.75, 0.9, 0.95],
+        nominal=[0.5, nominal_hsv[1], nominal_hsv[2]],
+    )
     first = colorsys.hsv_to_rgb(float(h), float(s), float(v))
     second = colorsys.hsv_to_rgb(float((h + dh) % 1.0), float(s2), float(v2))
     return list(first), list(second)
@@ -72,18 +88,12 @@ def pick_apart(a: np.ndarray, b: np.ndarray, min_dist: float, nominal_a, nominal
 
 def touched_by_robot(model: mujoco.MjModel, data: mujoco.MjData, body: int) -> bool:
     """Whether any robot geom is in contact with a geom of `body`."""
-    for c in data.contact[:data.ncon]:
+    for c in data.contact[: data.ncon]:
         b1, b2 = model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2]
         other = b2 if b1 == body else b1 if b2 == body else None
         if other is not None and model.body(other).name.startswith(ROBOT_PREFIX):
             return True
     return False
-
-
-
-
-
-
 
 
 def vertical_half_extent(model: mujoco.MjModel, data: mujoco.MjData, geom: int) -> float:
@@ -93,12 +103,12 @@ def vertical_half_extent(model: mujoco.MjModel, data: mujoco.MjData, geom: int) 
     if model.geom_type[geom] == mujoco.mjtGeom.mjGEOM_BOX:
         return float(np.abs(R[2]) @ size)
     tilt = min(abs(R[2, 2]), 1.0)  # cosine of the cylinder axis' angle to vertical
-    return float(tilt * size[1] + size[0] * np.sqrt(1.0 - tilt ** 2))
+    return float(tilt * size[1] + size[0] * np.sqrt(1.0 - tilt**2))
 
 
 def free_speed(model: mujoco.MjModel, data: mujoco.MjData, joint: str) -> float:
     adr = model.joint(joint).dofadr[0]
-    return float(np.linalg.norm(data.qvel[adr:adr + 3]))
+    return float(np.linalg.norm(data.qvel[adr : adr + 3]))
 
 
 class PlaceExpert:
@@ -110,8 +120,9 @@ class PlaceExpert:
     the hand turned by `turn` about z, carried with its centre at height `carry_z` while the hand
     turns to `place_turn`, and released with its centre just at `goal_center`."""
 
-    def __init__(self, env, body: str, half_height: float, turn: float, place_turn: float,
-                 goal_center, carry_z: float):
+    def __init__(
+        self, env, body: str, half_height: float, turn: float, place_turn: float, goal_center, carry_z: float
+    ):
         data = env.data
         pos0, R0 = env.controller.eef_pose(data)
         self.body, self.goal = body, np.asarray(goal_center, float)
@@ -120,12 +131,14 @@ class PlaceExpert:
         grasp = c + [0.0, 0.0, max(0.0, 0.012 - half_height)]
         lifted = grasp + [0.0, 0.0, carry_z - c[2]]
         above_goal = np.array([self.goal[0], self.goal[1], lifted[2]])
-        self.plan = (Waypoints(pos0, R0, speed=0.35, dt=env.dt)
-                     .add(c + [0.0, 0.0, 0.10], R, 0.0, hold=2)
-                     .add(grasp, R, 0.0, hold=2)
-                     .add(grasp, R, 1.0, hold=8)
-                     .add(lifted, R, 1.0)
-                     .add(above_goal, self.R_place, 1.0, hold=4))
+        self.plan = (
+            Waypoints(pos0, R0, speed=0.35, dt=env.dt)
+            .add(c + [0.0, 0.0, 0.10], R, 0.0, hold=2)
+            .add(grasp, R, 0.0, hold=2)
+            .add(grasp, R, 1.0, hold=8)
+            .add(lifted, R, 1.0)
+            .add(above_goal, self.R_place, 1.0, hold=4)
+        )
         self.placing = False
 
     def __call__(self, env) -> np.ndarray:
@@ -159,20 +172,39 @@ class Place(Task):
     def add_objects(self, spec: mujoco.MjSpec) -> None:
         body = spec.worldbody.add_body(name="object", pos=[*OBJ_XY_NOMINAL, TABLE_TOP_Z + 0.022])
         body.add_freejoint(name="object")
-        body.add_geom(name="object", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.022] * 3,
-                      rgba=[0.8, 0.2, 0.2, 1], group=2, friction=[1.0, 0.005, 0.0001], condim=4)
+        body.add_geom(
+            name="object",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.022] * 3,
+            rgba=[0.8, 0.2, 0.2, 1],
+            group=2,
+            friction=[1.0, 0.005, 0.0001],
+            condim=4,
+        )
         bin_ = spec.worldbody.add_body(name="bin", pos=[BIN_XY_NOMINAL[0], BIN_XY_NOMINAL[1], TABLE_TOP_Z])
         outer = BIN_INNER_HALF + 2 * BIN_WALL_HALF_T
         box = mujoco.mjtGeom.mjGEOM_BOX
-        bin_.add_geom(name="bin_floor", type=box, size=[outer, outer, BIN_FLOOR_HALF_T],
-                      pos=[0, 0, BIN_FLOOR_HALF_T], rgba=[0.2, 0.35, 0.75, 1], group=2)
+        bin_.add_geom(
+            name="bin_floor",
+            type=box,
+            size=[outer, outer, BIN_FLOOR_HALF_T],
+            pos=[0, 0, BIN_FLOOR_HALF_T],
+            rgba=[0.2, 0.35, 0.75, 1],
+            group=2,
+        )
         wall_half_h = BIN_WALL_HEIGHT / 2
         for i, (sx, sy) in enumerate([(1, 0), (-1, 0), (0, 1), (0, -1)]):
             along = BIN_INNER_HALF + (2 * BIN_WALL_HALF_T if sx else 0.0)  # x walls cover corners
             size = [BIN_WALL_HALF_T, along, wall_half_h] if sx else [along, BIN_WALL_HALF_T, wall_half_h]
             off = BIN_INNER_HALF + BIN_WALL_HALF_T
-            bin_.add_geom(name=f"bin_wall{i}", type=box, size=size, pos=[sx * off, sy * off, wall_half_h],
-                          rgba=[0.2, 0.35, 0.75, 1], group=2)
+            bin_.add_geom(
+                name=f"bin_wall{i}",
+                type=box,
+                size=size,
+                pos=[sx * off, sy * off, wall_half_h],
+                rgba=[0.2, 0.35, 0.75, 1],
+                group=2,
+            )
 
     def randomize(self, model, data, rng):
         shape_u = self.uniform(rng, "object_size", 0.0, 1.0, nominal=0.0)
@@ -183,10 +215,12 @@ class Place(Task):
         yaw = self.uniform(rng, "object_pose", -np.pi, np.pi, nominal=0.0)
         bin_yaw = self.uniform(rng, "object_pose", -np.pi / 4, np.pi / 4, nominal=0.0)
         n = (N_CANDIDATES, 2)
-        obj_c = self.uniform(rng, "object_pose", np.broadcast_to(OBJ_XY_LOW, n), OBJ_XY_HIGH,
-                             nominal=OBJ_XY_NOMINAL)
-        bin_c = self.uniform(rng, "object_pose", np.broadcast_to(BIN_XY_LOW, n), BIN_XY_HIGH,
-                             nominal=BIN_XY_NOMINAL)
+        obj_c = self.uniform(
+            rng, "object_pose", np.broadcast_to(OBJ_XY_LOW, n), OBJ_XY_HIGH, nominal=OBJ_XY_NOMINAL
+        )
+        bin_c = self.uniform(
+            rng, "object_pose", np.broadcast_to(BIN_XY_LOW, n), BIN_XY_HIGH, nominal=BIN_XY_NOMINAL
+        )
         xy, bin_xy = pick_apart(obj_c, bin_c, MIN_SEPARATION, OBJ_XY_NOMINAL, BIN_XY_NOMINAL)
         rgb, bin_rgb = random_colours(self, rng, nominal_hsv=[0.0, 0.75, 0.8])
 
@@ -205,9 +239,15 @@ class Place(Task):
         model.body_quat[b] = yaw_quat(bin_yaw)
         for g in range(model.body_geomadr[b], model.body_geomadr[b] + model.body_geomnum[b]):
             model.geom_rgba[g] = [*bin_rgb, 1.0]
-        record = {"object_shape": shape, "object_xy": xy.tolist(), "object_yaw": float(yaw),
-                  "object_rgb": rgb, "bin_xy": bin_xy.tolist(), "bin_yaw": float(bin_yaw),
-                  "bin_rgb": bin_rgb}
+        record = {
+            "object_shape": shape,
+            "object_xy": xy.tolist(),
+            "object_yaw": float(yaw),
+            "object_rgb": rgb,
+            "bin_xy": bin_xy.tolist(),
+            "bin_yaw": float(bin_yaw),
+            "bin_rgb": bin_rgb,
+        }
         if shape == "cube":
             record["cube_half_size"] = float(cube_half)
         else:
@@ -232,5 +272,9 @@ class Place(Task):
         inside = bool(np.all(np.abs(local[:2]) <= BIN_INNER_HALF))
         bottom = obj.xpos[2] - vertical_half_extent(model, data, geom)
         on_floor = abs(bottom - (self.table_z + BIN_FLOOR_TOP)) <= REST_TOLERANCE
-        return (inside and on_floor and free_speed(model, data, "object") < REST_SPEED
-                and not touched_by_robot(model, data, model.body("object").id))
+        return (
+            inside
+            and on_floor
+            and free_speed(model, data, "object") < REST_SPEED
+            and not touched_by_robot(model, data, model.body("object").id)
+        )

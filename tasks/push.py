@@ -10,13 +10,24 @@ reaches the goal, backs off and, if the box drifted sideways, pushes again from 
 Success: the box's centre is within GOAL_RADIUS of the goal's centre, it rests on the table (its
 centre within LIFT_TOLERANCE of resting height) and it has stopped moving.
 """
+
 from __future__ import annotations
 
 import mujoco
 import numpy as np
 
-from tasks.base import (FINGER_HALF_DEPTH, R_DOWN, TABLE_TOP_Z, Task, Waypoints, body_yaw, rot_z, set_box,
-                        set_free_pose, yaw_quat)
+from tasks.base import (
+    FINGER_HALF_DEPTH,
+    R_DOWN,
+    TABLE_TOP_Z,
+    Task,
+    Waypoints,
+    body_yaw,
+    rot_z,
+    set_box,
+    set_free_pose,
+    yaw_quat,
+)
 from tasks.registry import register
 
 GOAL_RADIUS = 0.05  # m, radius of the goal pad and of the success region
@@ -45,12 +56,25 @@ class Push(Task):
     def add_objects(self, spec: mujoco.MjSpec) -> None:
         body = spec.worldbody.add_body(name="box", pos=[0, 0, TABLE_TOP_Z + 0.02])
         body.add_freejoint(name="box")
-        body.add_geom(name="box", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.025, 0.025, 0.018],
-                      rgba=[0.2, 0.4, 0.85, 1], group=2, friction=[0.8, 0.005, 0.0001], condim=4)
+        body.add_geom(
+            name="box",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.025, 0.025, 0.018],
+            rgba=[0.2, 0.4, 0.85, 1],
+            group=2,
+            friction=[0.8, 0.005, 0.0001],
+            condim=4,
+        )
         goal = spec.worldbody.add_body(name="goal", pos=[0, 0, TABLE_TOP_Z + GOAL_PAD_HALF_HEIGHT])
-        goal.add_geom(name="goal", type=mujoco.mjtGeom.mjGEOM_CYLINDER,
-                      size=[GOAL_RADIUS, GOAL_PAD_HALF_HEIGHT, 0], rgba=[0.2, 0.75, 0.3, 1],
-                      group=2, contype=0, conaffinity=0)
+        goal.add_geom(
+            name="goal",
+            type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+            size=[GOAL_RADIUS, GOAL_PAD_HALF_HEIGHT, 0],
+            rgba=[0.2, 0.75, 0.3, 1],
+            group=2,
+            contype=0,
+            conaffinity=0,
+        )
 
     def randomize(self, model, data, rng):
         mid = self.uniform(rng, "object_pose", MID_LOW, MID_HIGH, nominal=[-0.03, 0.0])
@@ -66,9 +90,15 @@ class Push(Task):
         model.geom_rgba[geom] = [*rgb, 1.0]
         set_free_pose(model, data, "box", [*box_xy, self.table_z + half[2]], yaw_quat(yaw))
         model.body_pos[model.body("goal").id] = [*goal_xy, self.table_z + GOAL_PAD_HALF_HEIGHT]
-        return {"box_half_size": half.tolist(), "box_xy": box_xy.tolist(), "box_yaw": float(yaw),
-                "box_rgb": rgb.tolist(), "goal_xy": goal_xy.tolist(), "push_angle": float(angle),
-                "push_distance": float(dist)}
+        return {
+            "box_half_size": half.tolist(),
+            "box_xy": box_xy.tolist(),
+            "box_yaw": float(yaw),
+            "box_rgb": rgb.tolist(),
+            "goal_xy": goal_xy.tolist(),
+            "push_angle": float(angle),
+            "push_distance": float(dist),
+        }
 
     def make_expert(self, env, rng):
         model, data = env.model, env.data
@@ -81,8 +111,9 @@ class Push(Task):
 
         def follow(phase: str, speed: float, *goals) -> None:
             """Switch to a plan from the current reference through goals (position, R, hold)."""
-            plan = Waypoints(*((st["plan"].pos, st["plan"].R) if st["plan"] else (pos0, R0)),
-                             speed=speed, dt=env.dt)
+            plan = Waypoints(
+                *((st["plan"].pos, st["plan"].R) if st["plan"] else (pos0, R0)), speed=speed, dt=env.dt
+            )
             for pos, R, hold in goals:
                 plan.add(pos, R, 1.0, hold)  # the gripper stays shut: it is the pusher
             st.update(phase=phase, plan=plan)
@@ -122,6 +153,8 @@ class Push(Task):
         half_z = model.geom_size[model.geom("box").id][2]
         box = data.body("box")
         j = model.joint("box").dofadr[0]
-        return bool(np.linalg.norm(box.xpos[:2] - data.body("goal").xpos[:2]) <= GOAL_RADIUS
-                    and abs(box.xpos[2] - self.table_z - half_z) <= LIFT_TOLERANCE
-                    and np.linalg.norm(data.qvel[j:j + 3]) < REST_SPEED)
+        return bool(
+            np.linalg.norm(box.xpos[:2] - data.body("goal").xpos[:2]) <= GOAL_RADIUS
+            and abs(box.xpos[2] - self.table_z - half_z) <= LIFT_TOLERANCE
+            and np.linalg.norm(data.qvel[j : j + 3]) < REST_SPEED
+        )

@@ -1,5 +1,6 @@
 """The task registry and the environment factory. Every task, native or robosuite's, is a class
 registered here under its name with @register; `make_env` builds the environment a task runs in."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,11 +36,19 @@ def task_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def make_env(task: str, cameras=(), width: int = 128, height: int = 128, rgb: bool = False,
-             seg: bool = False, mesh_detail: float = DEFAULT_MESH_DETAIL,
-             randomize: Randomization | None = None) -> Env | RobosuiteEnv:
+def make_env(
+    task: str,
+    cameras=(),
+    width: int = 128,
+    height: int = 128,
+    rgb: bool = False,
+    seg: bool = False,
+    mesh_detail: float = DEFAULT_MESH_DETAIL,
+    randomize: Randomization | None = None,
+) -> Env | RobosuiteEnv:
     """The environment task `task` runs in, with these cameras (names) at width x height, RGB and
     segmentation if asked: a `simgen.env.Env` for a native task, a `simgen.robosuite_env.RobosuiteEnv`
     for a robosuite one (which ignores `mesh_detail` and `randomize`). Close it when done."""
-    return get_task(task, randomize).make_env(cameras, width, height, rgb=rgb, seg=seg,
-                                              mesh_detail=mesh_detail)
+    return get_task(task, randomize).make_env(
+        cameras, width, height, rgb=rgb, seg=seg, mesh_detail=mesh_detail
+    )

@@ -2,6 +2,7 @@
 (robosuite's scene, object placement and success check), refuse simgen's scene randomisation and
 follow their scripted experts' waypoints at a bounded turn rate (OSC would otherwise swing into the
 joint limits)."""
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -34,26 +35,36 @@ class RobosuiteTask(BaseTask):
         check_cameras(cameras)
         on = [s for s in SCENE_SWITCHES if getattr(self.dr, s)]
         if on:
-            raise ValueError(f"randomisation {', '.join(on)} is not supported for robosuite tasks "
-                             "(robosuite randomises its own object placement only)")
+            raise ValueError(
+                f"randomisation {', '.join(on)} is not supported for robosuite tasks "
+                "(robosuite randomises its own object placement only)"
+            )
         off = [s for s in OBJECT_SWITCHES if not getattr(self.dr, s)]
         if off:
-            raise ValueError(f"randomisation {', '.join(off)} cannot be turned off for robosuite tasks "
-                             "(robosuite always randomises its own object placement)")
+            raise ValueError(
+                f"randomisation {', '.join(off)} cannot be turned off for robosuite tasks "
+                "(robosuite always randomises its own object placement)"
+            )
         get_cameras(cameras, width, height)  # the resolution limits of simgen's cameras
 
-    def make_env(self, cameras, width, height, rgb=False, seg=False,
-                 mesh_detail=DEFAULT_MESH_DETAIL) -> RobosuiteEnv:
+    def make_env(
+        self, cameras, width, height, rgb=False, seg=False, mesh_detail=DEFAULT_MESH_DETAIL
+    ) -> RobosuiteEnv:
         return RobosuiteEnv(self, cameras, width, height, rgb=rgb, seg=seg)
 
     def describe(self, cameras, width, height):
         """As BaseTask.describe, from the environment built once without rendering."""
         with RobosuiteEnv(self, cameras, width, height, render=False) as env:
             section = env.robosuite_attrs()
-            return {"description": self.description, "object_bodies": list(self.object_bodies),
-                    "segment_bodies": list(self.object_bodies), "cameras": env.camera_attrs(),
-                    "physics_dt": float(env.model.opt.timestep), "engine": {"robosuite": section["version"]},
-                    "extra_attrs": {"robosuite": section}}
+            return {
+                "description": self.description,
+                "object_bodies": list(self.object_bodies),
+                "segment_bodies": list(self.object_bodies),
+                "cameras": env.camera_attrs(),
+                "physics_dt": float(env.model.opt.timestep),
+                "engine": {"robosuite": section["version"]},
+                "extra_attrs": {"robosuite": section},
+            }
 
     def plan(self, env: RobosuiteEnv) -> Waypoints:
         """Waypoints from the hand's current pose at the experts' speed and turn rate."""
@@ -62,6 +73,7 @@ class RobosuiteTask(BaseTask):
     @staticmethod
     def follow(plan: Waypoints):
         """The expert following `plan`, told where the hand is at each step."""
+
         def act(env) -> np.ndarray:
             p, R, g = plan.next(env.eef_pose()[0])
             return env.make_action(p, R, g)

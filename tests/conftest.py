@@ -1,5 +1,4 @@
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ import simgen  # noqa: F401  (sets MUJOCO_GL before any test imports mujoco)
 
 def run_cli(*args, timeout=300, check=False, prog="simgen"):
     """Run `python -m simgen ARGS` (or another prog) in a subprocess; returns CompletedProcess."""
-    p = subprocess.run([sys.executable, "-m", prog, *map(str, args)], capture_output=True,
-                       text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", prog, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"{prog} {' '.join(map(str, args))} failed:\n{p.stderr}")
     return p
@@ -30,8 +30,14 @@ def make_fixture_pairs(out, **kw) -> dict:
     """A pair store from the committed 7-Scenes fixture (frames 0, 300, 650); returns the summary."""
     from realdiff.pairs import make_pairs
 
-    return make_pairs(KINECT7 / "frames", KINECT7 / "camera-intrinsics.txt", KINECT7 / "scene_mesh.ply",
-                      out, progress=False, **kw)
+    return make_pairs(
+        KINECT7 / "frames",
+        KINECT7 / "camera-intrinsics.txt",
+        KINECT7 / "scene_mesh.ply",
+        out,
+        progress=False,
+        **kw,
+    )
 
 
 def tree_digest(path) -> str:
@@ -49,7 +55,7 @@ def tree_digest(path) -> str:
 def assert_one_line_error(p, fragment):
     """Exit code 2 and exactly one non-empty stderr line containing fragment."""
     assert p.returncode == 2, (p.returncode, p.stderr)
-    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], p.stderr
 
 

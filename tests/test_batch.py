@@ -1,5 +1,6 @@
 """`simgen batch`: job files, local and Ray backends giving the same stores, resuming a killed
 job, retrying a crashed worker."""
+
 import os
 import signal
 import subprocess
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
 from conftest import assert_one_line_error, child_pids, cmdline, run_cli
+
 from simgen.batch import JobError, load_job, run_job
 from simgen.runner import RenderConfig, render_dataset
 from simgen.store import Store
@@ -52,7 +53,9 @@ def assert_same_store(a, b):
     assert sa.keys() == sb.keys()
     for k in sa.keys():
         assert np.array_equal(sa.array(k)[:], sb.array(k)[:]), k
-    assert np.array_equal(zarr.open_group(a)["meta/episode_ends"][:], zarr.open_group(b)["meta/episode_ends"][:])
+    assert np.array_equal(
+        zarr.open_group(a)["meta/episode_ends"][:], zarr.open_group(b)["meta/episode_ends"][:]
+    )
     assert dict(sa.meta) == dict(sb.meta)
 
 
@@ -78,8 +81,9 @@ def test_local_job_equals_plain_render(local_run, tmp_path):
     assert summary["stores"]["pick"]["episodes"] == 5 and summary["stores"]["pick_dr"]["episodes"] == 2
     assert not job.shard_dir(job.tasks[0]).exists()  # merged, then removed
     ref = tmp_path / "ref.zarr"
-    render_dataset(RenderConfig(task="pick", episodes=5, seed=10, width=48, height=48, rgb=False), ref,
-                   progress=False)
+    render_dataset(
+        RenderConfig(task="pick", episodes=5, seed=10, width=48, height=48, rgb=False), ref, progress=False
+    )
     assert_same_store(job.store_path(job.tasks[0]), ref)
     # a finished job run again does nothing and changes nothing
     again = run_job(job, progress=False)
@@ -108,8 +112,12 @@ def _wait_for(cond, timeout):
 def test_killed_job_rerun_gives_the_same_store(local_run, tmp_path):
     job, _ = local_run
     path = write_job(tmp_path)
-    p = subprocess.Popen([sys.executable, "-m", "simgen", "batch", str(path), "--quiet"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "simgen", "batch", str(path), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     shards = tmp_path / "out" / "pick.shards"
     # kill the whole job (driver and workers) once the first shard is published
     assert _wait_for(lambda: any(shards.glob("*.zarr")), 240), p.stderr.read() if p.poll() else ""
@@ -128,8 +136,12 @@ def test_crashed_worker_is_retried(local_run, tmp_path):
     job still ends with the same stores."""
     job, _ = local_run
     path = write_job(tmp_path)
-    p = subprocess.Popen([sys.executable, "-m", "simgen", "batch", str(path), "--quiet"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "simgen", "batch", str(path), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def workers():
         return [c for c in child_pids(p.pid) if b"spawn_main" in cmdline(c)]
@@ -151,8 +163,9 @@ def test_job_file_mistakes(tmp_path):
         "`episodes` is required": '[[task]]\ntask = "pick"\n',
         "unknown randomize setting": '[[task]]\ntask = "pick"\nepisodes = 1\nrandomize = { fog = true }\n',
         "backend 'slurm'": 'backend = "slurm"\n[[task]]\ntask = "pick"\nepisodes = 1\n',
-        "share a store name": '[[task]]\ntask = "pick"\nepisodes = 1\n[[task]]\ntask = "pick"\nepisodes = 2\n',
-        "not valid TOML": '[[task]\n',
+        "share a store name": '[[task]]\ntask = "pick"\nepisodes = 1\n'
+        '[[task]]\ntask = "pick"\nepisodes = 2\n',
+        "not valid TOML": "[[task]\n",
     }
     for i, (fragment, text) in enumerate(bad.items()):
         f = tmp_path / f"bad{i}.toml"

@@ -1,4 +1,5 @@
 """Item 4: camera intrinsics/extrinsics conventions and metric depth, checked against poses."""
+
 import mujoco
 import numpy as np
 import pytest
@@ -41,9 +42,13 @@ def test_front_depth_at_cube_top_matches_pose(pick_env, xy):
     # sample the exact projected location by bilinear interpolation of the 2x2 neighbourhood).
     u0, v0 = int(np.floor(u)), int(np.floor(v))
     a, b = u - u0, v - v0
-    patch = depth[v0:v0 + 2, u0:u0 + 2].astype(float)
-    interp = (patch[0, 0] * (1 - a) * (1 - b) + patch[0, 1] * a * (1 - b)
-              + patch[1, 0] * (1 - a) * b + patch[1, 1] * a * b)
+    patch = depth[v0 : v0 + 2, u0 : u0 + 2].astype(float)
+    interp = (
+        patch[0, 0] * (1 - a) * (1 - b)
+        + patch[0, 1] * a * (1 - b)
+        + patch[1, 0] * (1 - a) * b
+        + patch[1, 1] * a * b
+    )
     assert abs(interp - z) < 0.002, (interp, z)
     # Orientation: the cube's top is nearer than the table just beyond it, in the same column.
     assert obs["front_seg"][int(round(v)), int(round(u))] == FIRST_OBJECT_SEGMENT

@@ -1,4 +1,5 @@
 """Items 8 and 9: the command line, its help, previews, and one-line errors on bad input."""
+
 import subprocess
 import sys
 import zipfile
@@ -17,17 +18,30 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "pick.zarr"
-    run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--resolution", "64x64",
-            check=True)
+    run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--resolution", "64x64", check=True)
     return out
 
 
 @pytest.mark.parametrize("sub", ["render", "info", "preview", "tasks"])
 def test_help_explains_every_flag(sub):
     p = run_cli(sub, "--help", check=True)
-    flags = {"render": ["--task", "--episodes", "--out", "--seed", "--cameras", "--resolution",
-                        "--rgb", "--no-rgb", "--seg", "--workers"],
-             "info": ["store"], "preview": ["--episode", "--out"], "tasks": []}[sub]
+    flags = {
+        "render": [
+            "--task",
+            "--episodes",
+            "--out",
+            "--seed",
+            "--cameras",
+            "--resolution",
+            "--rgb",
+            "--no-rgb",
+            "--seg",
+            "--workers",
+        ],
+        "info": ["store"],
+        "preview": ["--episode", "--out"],
+        "tasks": [],
+    }[sub]
     for f in flags:
         assert f in p.stdout, f
 
@@ -56,13 +70,16 @@ def test_preview_png_and_mp4(store, tmp_path):
     assert len(frames) == n[1] - n[0]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--task", "fly"], "unknown task 'fly'"),
-    (["--task", "pick", "--cameras", "front,top"], "unknown camera 'top'"),
-    (["--task", "pick", "--resolution", "128by128"], "not WIDTHxHEIGHT"),
-    (["--task", "pick", "--resolution", "0x0"], "out of range"),
-    (["--task", "pick", "--episodes", "0"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--task", "fly"], "unknown task 'fly'"),
+        (["--task", "pick", "--cameras", "front,top"], "unknown camera 'top'"),
+        (["--task", "pick", "--resolution", "128by128"], "not WIDTHxHEIGHT"),
+        (["--task", "pick", "--resolution", "0x0"], "out of range"),
+        (["--task", "pick", "--episodes", "0"], "at least 1"),
+    ],
+)
 def test_bad_render_arguments(tmp_path, args, fragment):
     out = tmp_path / "never.zarr"
     argv = ["render", "--out", out, *args]
@@ -88,8 +105,12 @@ def test_refuses_paths_that_are_not_its_stores(tmp_path, store):
     meta = dict(g.attrs[SCHEMA])
     meta["schema_version"] = 99
     g.attrs[SCHEMA] = meta
-    cases = [(f, "not a zarr store"), (d, "not a zarr store"), (other, "not a simgen store"),
-             (old, "schema version 99")]
+    cases = [
+        (f, "not a zarr store"),
+        (d, "not a zarr store"),
+        (other, "not a simgen store"),
+        (old, "schema version 99"),
+    ]
     for path, fragment in cases:
         before = tree_digest(path) if path.is_dir() else path.read_bytes()
         p = run_cli("render", "--task", "pick", "--episodes", 1, "--out", path, "--quiet")
@@ -108,17 +129,41 @@ def test_refuses_a_store_made_with_other_settings(store):
 
 
 def test_preview_bad_arguments(store, tmp_path):
-    assert_one_line_error(run_cli("preview", store, "--episode", 9, "--out", tmp_path / "x.png"), "out of range")
+    assert_one_line_error(
+        run_cli("preview", store, "--episode", 9, "--out", tmp_path / "x.png"), "out of range"
+    )
     assert_one_line_error(run_cli("preview", store, "--out", tmp_path / "x.gif"), "must end in .mp4 or .png")
 
 
 def test_wheel_ships_tasks_and_assets(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(tmp_path.glob("simgen-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for need in ("tasks/__init__.py", "tasks/pick.py", "tasks/base.py", "assets/__init__.py",
-                 "assets/scene.xml", "simgen/cli.py", "realdiff/__init__.py", "policies/__init__.py"):
+    for need in (
+        "tasks/__init__.py",
+        "tasks/pick.py",
+        "tasks/base.py",
+        "assets/__init__.py",
+        "assets/scene.xml",
+        "simgen/cli.py",
+        "realdiff/__init__.py",
+        "policies/__init__.py",
+    ):
         assert need in names, need
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "simgen = simgen.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()

@@ -1,4 +1,5 @@
 """`realdiff distill`: the student's target equation, training on the fixture, the command."""
+
 import numpy as np
 import pytest
 import torch
@@ -42,8 +43,13 @@ def test_one_student_step_to_the_target_lands_where_the_teacher_steps_do():
 
 def test_distilling_lowers_the_loss_and_writes_a_faster_model(teacher, tmp_path):
     pairs, path = teacher
-    r = distill(pairs, path, tmp_path / "s.pt", DistillConfig(steps=1, iters=80, lr=2e-3, val_every=40),
-                progress=False)
+    r = distill(
+        pairs,
+        path,
+        tmp_path / "s.pt",
+        DistillConfig(steps=1, iters=80, lr=2e-3, val_every=40),
+        progress=False,
+    )
     losses = r["losses"]
     assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
     f = load_model(tmp_path / "s.pt")
@@ -52,8 +58,10 @@ def test_distilling_lowers_the_loss_and_writes_a_faster_model(teacher, tmp_path)
     assert student.cfg.coarse_steps == 1 and student.cfg.eta == 0.0 and meta["distilled_from"] == str(path)
     for a, b in zip(student.fine.state_dict().values(), src.fine.state_dict().values()):  # copied
         assert torch.equal(a, b)
-    assert any(not torch.equal(a, b) for a, b in zip(student.coarse.state_dict().values(),
-                                                     src.coarse.state_dict().values()))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(student.coarse.state_dict().values(), src.coarse.state_dict().values())
+    )
     depth = np.full((2, 48, 64), 1.2, np.float32)
     out = load_noiser(str(tmp_path / "s.pt")).noisify_frames(depth, np.eye(3), [np.random.default_rng(0)] * 2)
     assert out.shape == depth.shape and np.isfinite(out).all()
@@ -61,15 +69,30 @@ def test_distilling_lowers_the_loss_and_writes_a_faster_model(teacher, tmp_path)
 
 def test_distill_command_resumes_and_refuses_bad_steps(teacher, tmp_path):
     pairs, path = teacher
-    args = ["distill", path, "--pairs", pairs, "--out", tmp_path / "s.pt", "--steps", "1", "--iters", "30",
-            "--quiet"]
+    args = [
+        "distill",
+        path,
+        "--pairs",
+        pairs,
+        "--out",
+        tmp_path / "s.pt",
+        "--steps",
+        "1",
+        "--iters",
+        "30",
+        "--quiet",
+    ]
     assert run_realdiff(*args).returncode == 0
     first = load_model(tmp_path / "s.pt").model.coarse.state_dict()
     assert run_realdiff(*args).returncode == 0  # finished checkpoint: the same student again
     again = load_model(tmp_path / "s.pt").model.coarse.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
-    assert_one_line_error(run_realdiff("distill", path, "--pairs", pairs, "--out", tmp_path / "b.pt",
-                                       "--steps", "3", "--quiet"), "must divide")
+    assert_one_line_error(
+        run_realdiff(
+            "distill", path, "--pairs", pairs, "--out", tmp_path / "b.pt", "--steps", "3", "--quiet"
+        ),
+        "must divide",
+    )
 
 
 def test_the_committed_models_load_by_name():
@@ -88,4 +111,6 @@ def test_the_committed_models_load_by_name():
     assert len({full.fingerprint(), n.fingerprint(), default.fingerprint()}) == 3
     depth = np.full((1, 64, 64), 1.0, np.float32)
     rng = lambda: [np.random.default_rng(3)]  # noqa: E731
-    np.testing.assert_array_equal(n.noisify_frames(depth, np.eye(3), rng()), n.noisify_frames(depth, np.eye(3), rng()))
+    np.testing.assert_array_equal(
+        n.noisify_frames(depth, np.eye(3), rng()), n.noisify_frames(depth, np.eye(3), rng())
+    )

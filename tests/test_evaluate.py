@@ -1,4 +1,5 @@
 """`realdiff eval` end to end on the committed 7-Scenes fixture (pair store made in the test)."""
+
 import json
 
 import imageio.v2 as imageio
@@ -31,11 +32,15 @@ def test_eval_writes_metrics_table_and_plots(pairs, tmp_path):
 
 
 def test_eval_cli_and_bad_input(pairs, tmp_path):
-    p = run_realdiff("eval", "--pairs", pairs, "--split", "val", "--noiser", "axial-lateral",
-                  "--no-two-sample", "--quiet")
+    p = run_realdiff(
+        "eval", "--pairs", pairs, "--split", "val", "--noiser", "axial-lateral", "--no-two-sample", "--quiet"
+    )
     assert p.returncode == 0 and "| axial-lateral |" in p.stdout, p.stderr
-    for args, fragment in ((["--noiser", "perlin"], "perlin"), (["--split", "test", "--all"], "split"),
-                           ([], "--noiser NAME or --all")):
+    for args, fragment in (
+        (["--noiser", "perlin"], "perlin"),
+        (["--split", "test", "--all"], "split"),
+        ([], "--noiser NAME or --all"),
+    ):
         p = run_realdiff("eval", "--pairs", pairs, "--quiet", *args)
         assert p.returncode == 2 and fragment in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_realdiff("eval", "--pairs", KINECT7, "--noiser", "identity")

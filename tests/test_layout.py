@@ -1,9 +1,11 @@
 """The tree's house rules: no import cycle between the project's modules, and the package list of
 pyproject.toml covering every package. (ruff's lint and format checks run in `make test` itself.)"""
+
 import ast
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("simgen", "tasks", "assets", "plumbing", "realdiff", "policies")

@@ -1,4 +1,5 @@
 """realdiff.metrics on synthetic depth where the right answer is known."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -12,11 +13,16 @@ def scene(n=8, h=96, w=128, seed=0):
     yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
     out = np.empty((n, h, w), np.float32)
     for i in range(n):
-        d = 1.2 + rng.uniform(-0.3, 0.3) + (yy - 0.5) * rng.uniform(-0.5, 0.5) + (xx - 0.5) * rng.uniform(-0.5, 0.5)
+        d = (
+            1.2
+            + rng.uniform(-0.3, 0.3)
+            + (yy - 0.5) * rng.uniform(-0.5, 0.5)
+            + (xx - 0.5) * rng.uniform(-0.5, 0.5)
+        )
         for _ in range(3):
             y0, x0 = rng.integers(0, h - h // 4), rng.integers(0, w - w // 4)
             bh, bw = rng.integers(h // 8, h // 3), rng.integers(w // 8, w // 3)
-            d[y0:y0 + bh, x0:x0 + bw] -= rng.uniform(0.1, 0.5)
+            d[y0 : y0 + bh, x0 : x0 + bw] -= rng.uniform(0.1, 0.5)
         out[i] = d
     return out
 
@@ -36,8 +42,14 @@ def test_identical_gen_scores_perfectly():
     real = sensor(clean, seed=1)
     out = M.score(clean, real, real.copy(), two_sample=False)
     assert set(out) == M.FAST_METRICS and M.ALL_METRICS == M.FAST_METRICS | {"two_sample_acc"}
-    assert out == {"residual_w1_mm": 0.0, "hole_f1": 1.0, "hole_rate_abs_diff": 0.0, "noise_depth_rmse_mm": 0.0,
-                   "spectrum_dist": 0.0, "edge_rmse": 0.0}
+    assert out == {
+        "residual_w1_mm": 0.0,
+        "hole_f1": 1.0,
+        "hole_rate_abs_diff": 0.0,
+        "noise_depth_rmse_mm": 0.0,
+        "spectrum_dist": 0.0,
+        "edge_rmse": 0.0,
+    }
 
 
 def test_residuals_only_where_both_read():
@@ -53,7 +65,9 @@ def test_constant_shift_gives_w1_of_the_shift():
     assert M.residual_w1_mm(clean, real, gen) == pytest.approx(5.0, abs=0.1)
     # deterministic subsampling (equal sizes) gives the same answer, twice
     sub = M.residual_w1_mm(clean, real, gen, max_samples=20_000, seed=3)
-    assert sub == pytest.approx(5.0, abs=0.1) and sub == M.residual_w1_mm(clean, real, gen, max_samples=20_000, seed=3)
+    assert sub == pytest.approx(5.0, abs=0.1) and sub == M.residual_w1_mm(
+        clean, real, gen, max_samples=20_000, seed=3
+    )
     # gross outliers (|residual| > 0.5 m) are ignored, not counted as residuals
     flying = gen.copy()
     flying[:, ::7, ::7] += 1.0
@@ -74,7 +88,7 @@ def test_noise_vs_depth_recovers_known_stds():
     np.testing.assert_allclose(stds[bins], sigmas, rtol=0.05)
     assert np.isnan(np.delete(stds, bins)).all()
     gen = (clean + 2 * sigma * rng.standard_normal(clean.shape)).astype(np.float32)
-    expect_mm = 1000 * np.sqrt(np.mean(sigmas ** 2))  # the curves differ by sigma in each bin
+    expect_mm = 1000 * np.sqrt(np.mean(sigmas**2))  # the curves differ by sigma in each bin
     assert M.noise_vs_depth_rmse(clean, real, gen) == pytest.approx(expect_mm, rel=0.05)
 
 
@@ -87,7 +101,9 @@ def test_hole_f1_by_hand():
     gen[1, :, -1] = 0  # frame 1: no holes in either (only where clean has none): F1 1
     out = M.hole_scores(clean, real, gen)
     assert out["hole_f1"] == pytest.approx((2 / 3 + 1) / 2)
-    assert out["hole_rate_real"] == pytest.approx(95 / 760) and out["hole_rate_gen"] == pytest.approx(190 / 760)
+    assert out["hole_rate_real"] == pytest.approx(95 / 760) and out["hole_rate_gen"] == pytest.approx(
+        190 / 760
+    )
     assert out["hole_rate_abs_diff"] == pytest.approx(95 / 760)
     half = clean.copy()
     half[0, :2, :10] = 0  # 20 of real's 95 holes, none wrong: precision 1, recall 20/95
@@ -120,7 +136,7 @@ def test_spectrum_flat_for_white_noise_falls_for_smoothed_noise():
     white = clean + 0.002 * rng.standard_normal(clean.shape)
     freqs, white_lp = M.radial_spectrum(clean, white)
     assert freqs[0] > 0 and freqs[-1] < 0.5 and np.isfinite(white_lp).all()
-    assert np.ptp(white_lp) < 0.2 and white_lp.mean() == pytest.approx(np.log10(0.002 ** 2), abs=0.05)
+    assert np.ptp(white_lp) < 0.2 and white_lp.mean() == pytest.approx(np.log10(0.002**2), abs=0.05)
     holes = np.where(rng.random(clean.shape) < 0.3, 0, white)  # holes do not change the level
     assert M.spectrum_dist(white_lp, M.radial_spectrum(clean, holes)[1]) < 0.05
     smooth = clean + ndimage.gaussian_filter(0.002 * rng.standard_normal(clean.shape), (0, 2, 2))
@@ -138,7 +154,9 @@ def test_two_sample_accuracy():
     assert 0.35 < same < 0.65
     assert M.two_sample_accuracy(clean, real, clean, **kw) > 0.9  # no noise (and no holes to give it away)
     quick = dict(n_patches=300, steps=20, seed=5)
-    assert M.two_sample_accuracy(clean, real, clean, **quick) == M.two_sample_accuracy(clean, real, clean, **quick)
+    assert M.two_sample_accuracy(clean, real, clean, **quick) == M.two_sample_accuracy(
+        clean, real, clean, **quick
+    )
     # patch by patch: the same test, its locations in whole held-out frames
     t = M.two_sample_test(clean, real, clean, **quick)
     hits = (t["real_logit"] > 0).sum() + (t["gen_logit"] <= 0).sum()

@@ -1,4 +1,5 @@
 """Depth noise models (realdiff.sensors): the contract, each model's physics, fitting, saving."""
+
 import json
 import math
 
@@ -54,15 +55,24 @@ def rng(seed=0):
 
 
 def _add_gaussian(depth, K, rng):
-    return np.where(depth > 0, depth + 0.001 * rng.standard_normal(depth.shape, dtype=np.float32),
-                    0).astype(np.float32)
+    return np.where(depth > 0, depth + 0.001 * rng.standard_normal(depth.shape, dtype=np.float32), 0).astype(
+        np.float32
+    )
 
 
-MODELS = [Identity(), Gaussian(), AxialLateral(), StructuredLight(), RealD2iffNoiser(), as_noiser(_add_gaussian)]
+MODELS = [
+    Identity(),
+    Gaussian(),
+    AxialLateral(),
+    StructuredLight(),
+    RealD2iffNoiser(),
+    as_noiser(_add_gaussian),
+]
 IDS = ["identity", "gaussian", "axial-lateral", "structured-light", "reald2iff", "callable"]
 
 
 # --- the contract, for every model -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", MODELS, ids=IDS)
 def test_contract_shape_dtype_zeros(model):
@@ -132,6 +142,7 @@ def test_bad_inputs_raise_value_error(model, case):
 
 # --- the models -------------------------------------------------------------------------------------
 
+
 def test_gaussian_std_matches_sigma():
     depth = plane(1.0, 4)
     out = Gaussian(sigma=0.01).noisify(depth, K, rng())
@@ -192,7 +203,7 @@ def test_structured_light_quantisation_steps():
         out = model.noisify(plane(z, 2), K, rng())[:, 10:-10, 10:-10]
         spacing[z] = _level_spacing(out, z)
     # Disparity in the sensor's 585 px is quantised to 1/8 px: dz = z^2 / (8 b f) = 5.6 mm at 1.4 m.
-    expected = 1.4 ** 2 / (8 * model.baseline_m * model.sensor_fx)
+    expected = 1.4**2 / (8 * model.baseline_m * model.sensor_fx)
     assert abs(expected - 0.0056) < 0.0001
     assert abs(spacing[1.4] / expected - 1) < 0.2
     assert abs(spacing[3.0] / spacing[1.4] / (3.0 / 1.4) ** 2 - 1) < 0.2
@@ -290,9 +301,11 @@ def test_structured_light_is_the_same_sensor_at_every_resolution():
 
 # --- fitting ---------------------------------------------------------------------------------------
 
+
 def _fit_scenes(B=6):
-    depth = np.concatenate([plane(z, 1) for z in np.linspace(0.8, 2.5, B - 2)]
-                           + [tilted_plane(1.5, 30.0, 1), box_scene(1)])
+    depth = np.concatenate(
+        [plane(z, 1) for z in np.linspace(0.8, 2.5, B - 2)] + [tilted_plane(1.5, 30.0, 1), box_scene(1)]
+    )
     depth[:, :5] = 0
     return depth
 
@@ -329,10 +342,17 @@ def test_fit_rejects_mismatched_pairs():
 
 # --- saving and loading ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model", [Identity(), Gaussian(sigma=0.02),
-                                   AxialLateral(axial_scale=1.7, p_drop=0.03),
-                                   StructuredLight(sigma_disparity_px=0.1, p_drop=0.02, pattern_seed=7)],
-                         ids=lambda m: m.name)
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        Identity(),
+        Gaussian(sigma=0.02),
+        AxialLateral(axial_scale=1.7, p_drop=0.03),
+        StructuredLight(sigma_disparity_px=0.1, p_drop=0.02, pattern_seed=7),
+    ],
+    ids=lambda m: m.name,
+)
 def test_json_round_trip(model, tmp_path):
     path = tmp_path / "model.json"
     path.write_text(model.to_json())
@@ -360,8 +380,11 @@ def test_range_scaled_structured_light_is_the_sensor_built_smaller():
     base = StructuredLight()
     small = nm.RangeScaled(base=base, scale=0.1)
     p = base.params()
-    p.update(baseline_m=0.1 * p["baseline_m"], min_depth_m=0.1 * p["min_depth_m"],
-             max_depth_m=0.1 * p["max_depth_m"])
+    p.update(
+        baseline_m=0.1 * p["baseline_m"],
+        min_depth_m=0.1 * p["min_depth_m"],
+        max_depth_m=0.1 * p["max_depth_m"],
+    )
     depth = 0.1 * scene()  # a box at 12 cm before a wall at 17-25 cm: nearer than a Kinect reads
     out = small.noisify(depth, K, rng(4))
     expected = StructuredLight(**p).noisify(depth, K, rng(4))
@@ -402,6 +425,7 @@ def test_bad_parameters_raise():
 
 # --- plain callables -------------------------------------------------------------------------------
 
+
 def test_as_noiser_wraps_a_lambda():
     model = as_noiser(lambda depth, K, rng: depth * np.float32(1.01))
     assert isinstance(model, NoiseModel) and model.name.startswith("callable:")
@@ -417,13 +441,17 @@ def test_as_noiser_wraps_a_lambda():
         model.to_json()
 
 
-@pytest.mark.parametrize("bad", [
-    lambda d, K, r: d.astype(np.float64),
-    lambda d, K, r: d[:, :-1],
-    lambda d, K, r: d - 10,
-    lambda d, K, r: d + 1,  # a reading where the input had none
-    lambda d, K, r: None,
-], ids=["float64", "shape", "negative", "fills-holes", "none"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda d, K, r: d.astype(np.float64),
+        lambda d, K, r: d[:, :-1],
+        lambda d, K, r: d - 10,
+        lambda d, K, r: d + 1,  # a reading where the input had none
+        lambda d, K, r: None,
+    ],
+    ids=["float64", "shape", "negative", "fills-holes", "none"],
+)
 def test_as_noiser_rejects_bad_output(bad):
     with pytest.raises(ValueError, match="callable:"):
         as_noiser(bad).noisify(scene(), K, rng())

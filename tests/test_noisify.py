@@ -1,4 +1,5 @@
 """`realdiff noisify` on real simgen stores: output, determinism, resume, refusals, bad input."""
+
 import shutil
 import subprocess
 import sys
@@ -9,16 +10,36 @@ import zarr
 
 from realdiff.noisify import noisify_store
 from simgen.store import Store, shard_frames
-from tests.conftest import (assert_one_line_error, assert_workers_exit, run_cli, run_realdiff, spawned_workers,
-                            tree_digest)
+from tests.conftest import (
+    assert_one_line_error,
+    assert_workers_exit,
+    run_cli,
+    run_realdiff,
+    spawned_workers,
+    tree_digest,
+)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """Two pick episodes at 320x240 (front camera): about 80 frames, so 2 shards."""
     out = tmp_path_factory.mktemp("nz") / "pick.zarr"
-    run_cli("render", "--task", "pick", "--episodes", 2, "--out", out, "--cameras", "front",
-            "--resolution", "320x240", "--no-rgb", "--quiet", check=True)
+    run_cli(
+        "render",
+        "--task",
+        "pick",
+        "--episodes",
+        2,
+        "--out",
+        out,
+        "--cameras",
+        "front",
+        "--resolution",
+        "320x240",
+        "--no-rgb",
+        "--quiet",
+        check=True,
+    )
     return out
 
 
@@ -49,8 +70,9 @@ def test_noisify_writes_derived_depth_deterministically(store, tmp_path):
     # The store still reads as a simgen store, and episodes include the noisy depth in metres.
     ep = Store(a).episode(0, ["front_depth", "front_depth_noisy"])
     assert ep["front_depth_noisy"].dtype == np.float32
-    c = noisify_store(tmp_path / "a.zarr", noiser="gaussian", seed=4, workers=1, progress=False,
-                      suffix="seed4")
+    c = noisify_store(
+        tmp_path / "a.zarr", noiser="gaussian", seed=4, workers=1, progress=False, suffix="seed4"
+    )
     assert c["keys"] == ["front_depth_seed4"] and not np.array_equal(_noisy(a, "front_depth_seed4"), out)
 
 
@@ -58,8 +80,9 @@ def test_range_scale_gives_a_camera_the_sensor_built_smaller(store, tmp_path):
     a = tmp_path / "a.zarr"
     shutil.copytree(store, a)
     noisify_store(a, noiser="gaussian", seed=3, workers=1, progress=False, suffix="full")
-    noisify_store(a, noiser="gaussian", seed=3, workers=1, progress=False, suffix="half",
-                  range_scale={"front": 0.5})
+    noisify_store(
+        a, noiser="gaussian", seed=3, workers=1, progress=False, suffix="half", range_scale={"front": 0.5}
+    )
     clean = zarr.open_group(a)["data/front_depth"][:].astype(float)
     full, half = _noisy(a, "front_depth_full").astype(float), _noisy(a, "front_depth_half").astype(float)
     both = (full > 0) & (half > 0)
@@ -85,7 +108,7 @@ def test_killed_run_resumes_to_the_same_result(store, tmp_path):
     first = meta["done"][0]
     meta["done"], meta["complete"] = [first], False
     arr.attrs["noisify"] = meta
-    arr[first[1]:] = 0
+    arr[first[1] :] = 0
     s = noisify_store(cut, noiser="structured-light", workers=2, progress=False)
     assert s["frames_noisified"] == Store(cut).n_frames - first[1]
     np.testing.assert_array_equal(_noisy(cut), _noisy(ref))
@@ -97,7 +120,9 @@ def test_refuses_to_overwrite_and_rejects_bad_input(store, tmp_path):
     p = run_realdiff("noisify", path, "--noiser", "gaussian", "--quiet")
     assert p.returncode == 0, p.stderr
     before = tree_digest(path)
-    assert_one_line_error(run_realdiff("noisify", path, "--noiser", "gaussian", "--quiet"), "exists and is complete")
+    assert_one_line_error(
+        run_realdiff("noisify", path, "--noiser", "gaussian", "--quiet"), "exists and is complete"
+    )
     assert_one_line_error(run_realdiff("noisify", path, "--noiser", "identity", "--quiet"), "other settings")
     assert_one_line_error(run_realdiff("noisify", path, "--noiser", "perlin", "--quiet"), "perlin")
     assert_one_line_error(run_realdiff("noisify", path, "--cameras", "top", "--quiet"), "no camera 'top'")
@@ -125,8 +150,22 @@ def test_render_can_extend_a_noisified_store(store, tmp_path):
     shutil.copytree(store, path)
     noisify_store(path, noiser="gaussian", workers=1, progress=False)
     n = Store(path).n_frames
-    run_cli("render", "--task", "pick", "--episodes", 3, "--out", path, "--cameras", "front",
-            "--resolution", "320x240", "--no-rgb", "--quiet", check=True)
+    run_cli(
+        "render",
+        "--task",
+        "pick",
+        "--episodes",
+        3,
+        "--out",
+        path,
+        "--cameras",
+        "front",
+        "--resolution",
+        "320x240",
+        "--no-rgb",
+        "--quiet",
+        check=True,
+    )
     s = Store(path)
     assert s.n_episodes == 3 and s.n_frames > n
     r = noisify_store(path, noiser="gaussian", workers=1, progress=False)
@@ -135,6 +174,7 @@ def test_render_can_extend_a_noisified_store(store, tmp_path):
     assert _noisy(path).shape[0] == s.n_frames
 
 
+@pytest.mark.slow  # test_killed_run_resumes_to_the_same_result covers resuming in `make test`
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
     import signal
     import time
@@ -146,8 +186,11 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
     assert run_realdiff(*args[:1], ref, *args[1:]).returncode == 0
     rng = np.random.default_rng(1)
     for _ in range(4):
-        p = subprocess.Popen([sys.executable, "-m", "realdiff", args[0], str(path), *args[1:]],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "realdiff", args[0], str(path), *args[1:]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(float(rng.uniform(0.5, 3.0)))
         workers = spawned_workers(p.pid)
         p.send_signal(signal.SIGKILL)

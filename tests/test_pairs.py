@@ -1,4 +1,5 @@
 """Pairing real depth with twin renders, on the committed 7-Scenes fixture (3 frames, 320x240)."""
+
 import subprocess
 import sys
 
@@ -9,7 +10,6 @@ import zarr
 from realdiff.pairs import list_frames, read_depth_png, read_intrinsics
 from simgen.render import TwinRenderer
 from tests.conftest import KINECT7, make_fixture_pairs
-
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +78,40 @@ def test_twin_aligns_with_real_depth(pairs):
 
 def test_pair_cli_and_bad_input(tmp_path, pairs):
     out = tmp_path / "p.zarr"
-    cmd = [sys.executable, "-m", "realdiff", "pair", "--frames", str(KINECT7 / "frames"),
-           "--intrinsics", str(KINECT7 / "camera-intrinsics.txt"), "--mesh", str(KINECT7 / "scene_mesh.ply")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realdiff",
+        "pair",
+        "--frames",
+        str(KINECT7 / "frames"),
+        "--intrinsics",
+        str(KINECT7 / "camera-intrinsics.txt"),
+        "--mesh",
+        str(KINECT7 / "scene_mesh.ply"),
+    ]
     p = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert p.returncode == 0 and "3 pairs (2 train, 1 val)" in p.stdout, p.stderr
     again = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
-    missing = subprocess.run([sys.executable, "-m", "realdiff", "pair", "--frames", str(tmp_path / "none"),
-                              "--intrinsics", str(KINECT7 / "camera-intrinsics.txt"), "--mesh",
-                              str(KINECT7 / "scene_mesh.ply"), "--out", str(tmp_path / "q.zarr")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "realdiff",
+            "pair",
+            "--frames",
+            str(tmp_path / "none"),
+            "--intrinsics",
+            str(KINECT7 / "camera-intrinsics.txt"),
+            "--mesh",
+            str(KINECT7 / "scene_mesh.ply"),
+            "--out",
+            str(tmp_path / "q.zarr"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     assert not (tmp_path / "q.zarr").exists()

@@ -1,4 +1,5 @@
 """Item 5: the pick task, its registry entry, randomisation and scripted expert."""
+
 import numpy as np
 import pytest
 

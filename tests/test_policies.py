@@ -1,4 +1,5 @@
 """policies: the sequence sampler, training, saved runs, closed-loop evaluation and bad input."""
+
 import json
 import shutil
 import signal
@@ -9,9 +10,9 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import assert_one_line_error, run_cli
-from policies.data import PolicyData, quat_to_rot6d, window_indices
+
+from policies.data import PolicyData, crop, crop_size, quat_to_rot6d, window_indices
 from policies.evaluate import Policy, evaluate, load_run, wilson_interval
 from policies.model import DiffusionPolicy, PolicyConfig
 from policies.train import TrainConfig, train
@@ -32,7 +33,9 @@ def tiny_store(tmp_path_factory):
     from simgen.runner import RenderConfig, render_dataset
 
     path = tmp_path_factory.mktemp("pol") / "tiny.zarr"
-    render_dataset(RenderConfig(task="pick", episodes=3, width=64, height=64, rgb=False), str(path), progress=False)
+    render_dataset(
+        RenderConfig(task="pick", episodes=3, width=64, height=64, rgb=False), str(path), progress=False
+    )
     noisify_store(path, noiser="gaussian", workers=1, progress=False)
     return path
 
@@ -40,12 +43,21 @@ def tiny_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(tiny_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("pol") / "run"
-    train(str(tiny_store), str(out), "front_depth_noisy", ["front", "wrist"], "pick", SMALL,
-          TrainConfig(steps=4, batch=4, ckpt_every=2), progress=False)
+    train(
+        str(tiny_store),
+        str(out),
+        "front_depth_noisy",
+        ["front", "wrist"],
+        "pick",
+        SMALL,
+        TrainConfig(steps=4, batch=4, ckpt_every=2),
+        progress=False,
+    )
     return out
 
 
 # --- the sequence sampler -----------------------------------------------------------------------
+
 
 def test_windows_stay_in_their_episode_and_pad_with_its_edge_steps():
     # episodes of 5 and 3 steps; horizon 4, obs horizon 2 (pad 1 before), action horizon 3 (pad 2 after)
@@ -94,15 +106,21 @@ def test_batches_are_normalised_and_marked_where_depth_has_no_reading(tiny_store
 
 def test_several_depth_copies_each_sequence_reads_one_for_all_its_cameras(tiny_store):
     data = PolicyData(tiny_store, "front_depth,front_depth_noisy", ["front", "wrist"], 2, 16)
-    assert data.copies == [{"front": "front_depth", "wrist": "wrist_depth"},
-                           {"front": "front_depth_noisy", "wrist": "wrist_depth_noisy"}]
+    assert data.copies == [
+        {"front": "front_depth", "wrist": "wrist_depth"},
+        {"front": "front_depth_noisy", "wrist": "wrist_depth_noisy"},
+    ]
     idx = np.arange(0, len(data), 3)
     b = data.batch(idx, 1.0, np.random.default_rng(0))  # a full-size crop: the frames as stored
     rows = data.windows[idx][:, :2]
     seen = []
     for c in ("front", "wrist"):
-        as_copy = [data.normalizer.depth(c, depth_from_stored(data.store.array(keys[c]).get_orthogonal_selection(
-            (rows.ravel(),)))).reshape(b["depth"][c].shape) for keys in data.copies]
+        as_copy = [
+            data.normalizer.depth(
+                c, depth_from_stored(data.store.array(keys[c]).get_orthogonal_selection((rows.ravel(),)))
+            ).reshape(b["depth"][c].shape)
+            for keys in data.copies
+        ]
         got = b["depth"][c].numpy()
         match = np.array([[np.array_equal(got[i], a[i]) for a in as_copy] for i in range(len(idx))])
         assert match.any(1).all()  # every sample is one copy's frames, not a blend
@@ -111,14 +129,19 @@ def test_several_depth_copies_each_sequence_reads_one_for_all_its_cameras(tiny_s
     assert 0 < seen[0].mean() < 1  # both copies are drawn
     # without rng (the centre crop, for checks), the first copy
     b = data.batch(idx, 1.0, None)
-    assert np.array_equal(b["depth"]["front"].numpy()[:, :, 1] > 0,
-                          depth_from_stored(data.store.array("front_depth").get_orthogonal_selection(
-                              (rows.ravel(),))).reshape(len(idx), 2, 64, 64) > 0)
+    assert np.array_equal(
+        b["depth"]["front"].numpy()[:, :, 1] > 0,
+        depth_from_stored(data.store.array("front_depth").get_orthogonal_selection((rows.ravel(),))).reshape(
+            len(idx), 2, 64, 64
+        )
+        > 0,
+    )
     with pytest.raises(StoreError, match="no depth array 'front_depth_x'"):
         PolicyData(tiny_store, "front_depth,front_depth_x", ["front"], 2, 16)
 
 
 # --- training, saving, reloading ------------------------------------------------------------------
+
 
 def test_training_steps_lower_the_loss(tiny_store):
     torch.manual_seed(0)
@@ -140,14 +163,19 @@ def test_training_steps_lower_the_loss(tiny_store):
 
 def test_saved_run_reloads_and_acts_identically_for_a_seed(tiny_run):
     bundle = load_run(tiny_run)
-    assert bundle["task"] == "pick" and bundle["depth_keys"] == {"front": "front_depth_noisy",
-                                                                 "wrist": "wrist_depth_noisy"}
+    assert bundle["task"] == "pick" and bundle["depth_keys"] == {
+        "front": "front_depth_noisy",
+        "wrist": "wrist_depth_noisy",
+    }
     conf = json.loads((tiny_run / "config.json").read_text())
     assert conf["train"]["steps"] == 4 and conf["policy"]["crop"] == 0.875
     rng = np.random.default_rng(3)
     depth = {c: rng.uniform(0.3, 1.5, (64, 64)).astype(np.float32) for c in ("front", "wrist")}
-    state = {"eef_pos": np.array([0.0, 0.1, 1.0]), "eef_quat": np.array([0.0, 1.0, 0.0, 0.0]),
-             "gripper_qpos": np.array([0.04, -0.04])}
+    state = {
+        "eef_pos": np.array([0.0, 0.1, 1.0]),
+        "eef_quat": np.array([0.0, 1.0, 0.0, 0.0]),
+        "gripper_qpos": np.array([0.04, -0.04]),
+    }
 
     def actions(policy):
         return np.stack([policy.act(depth, state, np.random.default_rng(7)) for _ in range(3)])
@@ -162,15 +190,74 @@ def test_saved_run_reloads_and_acts_identically_for_a_seed(tiny_run):
     assert a.shape == (3, 10) and np.isfinite(a).all()
 
 
+def test_the_crop_is_a_fraction_of_any_image():
+    assert crop_size(128, 128, 0.97) == (124, 124)  # the default keeps 124 px of simgen's 128
+    assert crop_size(64, 64, 0.97) == (62, 62) and crop_size(84, 84, 0.97) == (81, 81)
+    assert crop_size(96, 160, 0.875) == (84, 140)
+    images = np.arange(2 * 3 * 96 * 160, dtype=np.float32).reshape(2, 3, 96, 160)
+    assert crop(images, 0.875, None).shape == (2, 3, 84, 140)
+    assert crop(images, 0.875, np.random.default_rng(0)).shape == (2, 3, 84, 140)
+    assert np.array_equal(crop(images, 1.0, np.random.default_rng(0)), images)
+    with pytest.raises(ValueError, match="fraction of each image side"):
+        PolicyConfig(crop=124)
+
+
+@pytest.mark.parametrize("resolution", ["84x84", "96x96", "96x64"])
+def test_train_and_eval_at_diffusion_policy_resolutions(resolution, tmp_path):
+    """Stores rendered at the resolutions diffusion-policy users render at, square or not, train
+    with the default crop and act in closed loop."""
+    from simgen.runner import RenderConfig, render_dataset
+
+    w, h = map(int, resolution.split("x"))
+    store = tmp_path / "s.zarr"
+    render_dataset(
+        RenderConfig(task="pick", episodes=1, cameras=("front",), width=w, height=h, rgb=False),
+        str(store),
+        progress=False,
+    )
+    small = PolicyConfig(enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))  # the default crop, 0.97
+    data = PolicyData(store, "front_depth", None, 2, 16)
+    assert data.batch(np.arange(2), small.crop, np.random.default_rng(0))["depth"]["front"].shape[-2:] == (
+        round(0.97 * h),
+        round(0.97 * w),
+    )
+    train(
+        str(store),
+        str(tmp_path / "run"),
+        "front_depth",
+        None,
+        "pick",
+        small,
+        TrainConfig(steps=2, batch=2),
+        progress=False,
+    )
+    r = evaluate(tmp_path / "run", "pick", episodes=1, workers=1, videos=0, max_steps=3, progress=False)
+    assert r["episodes_detail"][0]["steps"] == 3
+
+
+def test_a_policy_saved_with_its_crop_in_pixels_loads_with_the_same_crop(tiny_run, tmp_path):
+    bundle = torch.load(tiny_run / "policy.pt", weights_only=True)
+    bundle["version"] = "policy-1"
+    bundle["config"]["policy"]["crop"] = 56  # pixels of the 64x64 training images
+    (tmp_path / "old").mkdir()
+    torch.save(bundle, tmp_path / "old" / "policy.pt")
+    old = load_run(tmp_path / "old")
+    assert old["config"]["policy"]["crop"] == 0.875 and Policy(old).cfg.crop == 0.875
+
+
 def test_killed_training_resumes_to_the_same_weights(tiny_store, tmp_path):
     cfg = dict(steps=60, batch=4, ckpt_every=2, threads=1)
     straight = tmp_path / "straight"
-    train(str(tiny_store), str(straight), "front_depth", None, "pick", SMALL, TrainConfig(**cfg), progress=False)
+    train(
+        str(tiny_store), str(straight), "front_depth", None, "pick", SMALL, TrainConfig(**cfg), progress=False
+    )
     killed = tmp_path / "killed"
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_policies import SMALL; "
-            "from policies.train import train, TrainConfig; "
-            f"train({str(tiny_store)!r}, {str(killed)!r}, 'front_depth', None, 'pick', SMALL, "
-            f"TrainConfig(**{cfg!r}), progress=False); import time; time.sleep(60)")
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from test_policies import SMALL; "
+        "from policies.train import train, TrainConfig; "
+        f"train({str(tiny_store)!r}, {str(killed)!r}, 'front_depth', None, 'pick', SMALL, "
+        f"TrainConfig(**{cfg!r}), progress=False); import time; time.sleep(60)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
@@ -180,8 +267,16 @@ def test_killed_training_resumes_to_the_same_weights(tiny_store, tmp_path):
     step = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
     assert step < 60 and not (killed / "policy.pt").exists()  # killed part-way
     # resumed with a smaller frame cache (a speed setting, not part of the run's identity)
-    train(str(tiny_store), str(killed), "front_depth", None, "pick", SMALL, TrainConfig(**cfg, cache_mb=1),
-          progress=False)
+    train(
+        str(tiny_store),
+        str(killed),
+        "front_depth",
+        None,
+        "pick",
+        SMALL,
+        TrainConfig(**cfg, cache_mb=1),
+        progress=False,
+    )
     a, b = load_run(straight)["state_dict"], load_run(killed)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     logged = [[json.loads(line)["step"] for line in open(r / "log.jsonl")] for r in (straight, killed)]
@@ -189,6 +284,7 @@ def test_killed_training_resumes_to_the_same_weights(tiny_store, tmp_path):
 
 
 # --- evaluation --------------------------------------------------------------------------------
+
 
 def test_wilson_interval_matches_known_values():
     lo, hi = wilson_interval(45, 50)
@@ -205,10 +301,20 @@ def test_eval_calls_a_module_function_sensor_with_the_documented_arguments(tiny_
         "                  float(depth.max())))\n"
         "    out = depth.copy()\n"
         "    out[:, :, : depth.shape[2] // 2] = 0\n"
-        "    return out\n")
+        "    return out\n"
+    )
     monkeypatch.chdir(tmp_path)
-    r = evaluate(tiny_run, "pick", episodes=1, sensor="my_sensor:drop_half", workers=1, videos=1,
-                 out=tmp_path / "ev", max_steps=12, progress=False)
+    r = evaluate(
+        tiny_run,
+        "pick",
+        episodes=1,
+        sensor="my_sensor:drop_half",
+        workers=1,
+        videos=1,
+        out=tmp_path / "ev",
+        max_steps=12,
+        progress=False,
+    )
     import my_sensor
 
     K = load_run(tiny_run)["cameras"]
@@ -230,7 +336,8 @@ def test_eval_range_scale_gives_a_camera_the_sensor_built_smaller(tiny_run, tmp_
         "CALLS = []\n"
         "def record(depth, K, rng):\n"
         "    CALLS.append(float(depth.max()))\n"
-        "    return depth.copy()\n")
+        "    return depth.copy()\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     import scale_probe
@@ -238,10 +345,22 @@ def test_eval_range_scale_gives_a_camera_the_sensor_built_smaller(tiny_run, tmp_
     maxima = []
     for scale in (None, {"wrist": 0.5}):
         scale_probe.CALLS.clear()
-        r = evaluate(tiny_run, "pick", episodes=1, sensor="scale_probe:record", workers=1, videos=0,
-                     out=tmp_path / str(scale), max_steps=4, progress=False, range_scale=scale)
+        evaluate(
+            tiny_run,
+            "pick",
+            episodes=1,
+            sensor="scale_probe:record",
+            workers=1,
+            videos=0,
+            out=tmp_path / str(scale),
+            max_steps=4,
+            progress=False,
+            range_scale=scale,
+        )
         maxima.append(list(scale_probe.CALLS))
-        assert json.loads((tmp_path / str(scale) / "results.json").read_text())["range_scale"] == (scale or {})
+        assert json.loads((tmp_path / str(scale) / "results.json").read_text())["range_scale"] == (
+            scale or {}
+        )
     cams = load_run(tiny_run)["config"]["policy"]["cameras"]
     assert len(maxima[0]) == len(maxima[1]) == 4 * len(cams)
     for i, (m0, m1) in enumerate(zip(*maxima)):
@@ -249,13 +368,33 @@ def test_eval_range_scale_gives_a_camera_the_sensor_built_smaller(tiny_run, tmp_
         # its output is scaled back, so the policy sees the same depth and acts the same
         assert m1 == pytest.approx(m0 * (2 if cams[i % len(cams)] == "wrist" else 1), rel=1e-6)
     with pytest.raises(ValueError, match="--range-scale names side"):
-        evaluate(tiny_run, "pick", episodes=1, sensor="clean", workers=1, out=tmp_path / "x",
-                 range_scale={"side": 0.5}, progress=False)
+        evaluate(
+            tiny_run,
+            "pick",
+            episodes=1,
+            sensor="clean",
+            workers=1,
+            out=tmp_path / "x",
+            range_scale={"side": 0.5},
+            progress=False,
+        )
 
 
 def test_eval_is_reproducible_whatever_the_worker_count(tiny_run, tmp_path):
-    runs = [evaluate(tiny_run, "pick", episodes=2, sensor="noiser:gaussian", workers=w, videos=0,
-                     out=tmp_path / str(w), max_steps=10, progress=False) for w in (1, 2)]
+    runs = [
+        evaluate(
+            tiny_run,
+            "pick",
+            episodes=2,
+            sensor="noiser:gaussian",
+            workers=w,
+            videos=0,
+            out=tmp_path / str(w),
+            max_steps=10,
+            progress=False,
+        )
+        for w in (1, 2)
+    ]
     assert runs[0]["episodes_detail"] == runs[1]["episodes_detail"]
     assert [e["steps"] for e in runs[0]["episodes_detail"]] == [10, 10]
     # the two episodes differ (seeds 100000 and 100001): the rollouts are not all the same
@@ -264,14 +403,29 @@ def test_eval_is_reproducible_whatever_the_worker_count(tiny_run, tmp_path):
 
 # --- bad input: one clear line, exit code 2 -------------------------------------------------------
 
+
 def test_bad_depth_key_and_cameras(tiny_store, tmp_path):
-    p = run_policies("train", tiny_store, "--task", "pick", "--depth-key", "front_depth_sl", "--out", tmp_path / "r")
+    p = run_policies(
+        "train", tiny_store, "--task", "pick", "--depth-key", "front_depth_sl", "--out", tmp_path / "r"
+    )
     assert_one_line_error(p, "no depth array 'front_depth_sl'")
     assert "front_depth_noisy" in p.stderr  # says what there is
-    p = run_policies("train", tiny_store, "--task", "pick", "--depth-key", "front_depth", "--cameras", "front,side",
-                     "--out", tmp_path / "r")
+    p = run_policies(
+        "train",
+        tiny_store,
+        "--task",
+        "pick",
+        "--depth-key",
+        "front_depth",
+        "--cameras",
+        "front,side",
+        "--out",
+        tmp_path / "r",
+    )
     assert_one_line_error(p, "no camera 'side'")
-    p = run_policies("train", tiny_store, "--task", "stack", "--depth-key", "front_depth", "--out", tmp_path / "r")
+    p = run_policies(
+        "train", tiny_store, "--task", "stack", "--depth-key", "front_depth", "--out", tmp_path / "r"
+    )
     assert_one_line_error(p, "holds task 'pick', not 'stack'")
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
@@ -285,8 +439,16 @@ def test_stores_missing_arrays_or_of_another_schema(tiny_store, tmp_path):
     from conftest import make_fixture_pairs
 
     make_fixture_pairs(tmp_path / "pairs.zarr")
-    p = run_policies("train", tmp_path / "pairs.zarr", "--task", "pick", "--depth-key", "front_depth",
-                     "--out", tmp_path / "r")
+    p = run_policies(
+        "train",
+        tmp_path / "pairs.zarr",
+        "--task",
+        "pick",
+        "--depth-key",
+        "front_depth",
+        "--out",
+        tmp_path / "r",
+    )
     assert_one_line_error(p, "not a simgen store")
 
 

@@ -1,5 +1,6 @@
 """Domain randomisation: seeded, recorded per episode, each switch honoured, jittered cameras
 back-project exactly with the stored extrinsics."""
+
 import numpy as np
 import pytest
 
@@ -53,7 +54,9 @@ def test_nominal_scene_when_switched_off():
         s = env.reset(3)["scene"]
         assert s["table_z"] == TABLE_TOP_Z and s["table_material"] == 0
         assert s["cameras"]["front"]["offset_m"] == [0.0, 0.0, 0.0]
-        assert env.data.body("cube").xpos[2] == pytest.approx(TABLE_TOP_Z + env.reset(3)["cube_half_size"], abs=1e-6)
+        assert env.data.body("cube").xpos[2] == pytest.approx(
+            TABLE_TOP_Z + env.reset(3)["cube_half_size"], abs=1e-6
+        )
     fixed = Randomization(object_pose=False, object_size=False, object_color=False)
     with Env(get_task("pick", fixed), cameras=[]) as env:
         p1, p2 = env.reset(1), env.reset(2)
@@ -62,8 +65,10 @@ def test_nominal_scene_when_switched_off():
 
 def test_one_switch_never_shifts_another():
     """Turning lighting on changes the light and nothing the task draws."""
-    with Env(get_task("pick", Randomization()), cameras=[]) as off, \
-         Env(get_task("pick", Randomization(lighting=True)), cameras=[]) as on:
+    with (
+        Env(get_task("pick", Randomization()), cameras=[]) as off,
+        Env(get_task("pick", Randomization(lighting=True)), cameras=[]) as on,
+    ):
         a, b = off.reset(5), on.reset(5)
         assert a["scene"]["light"] != b["scene"]["light"]
         a.pop("scene"), b.pop("scene")
@@ -74,7 +79,9 @@ def test_table_height_moves_objects_and_table_together(dr_env):
     for seed in range(4):
         p = dr_env.reset(seed)
         top = dr_env.data.geom("table_top")
-        assert top.xpos[2] + dr_env.model.geom_size[top.id][2] == pytest.approx(p["scene"]["table_z"], abs=1e-9)
+        assert top.xpos[2] + dr_env.model.geom_size[top.id][2] == pytest.approx(
+            p["scene"]["table_z"], abs=1e-9
+        )
         cube_bottom = dr_env.data.body("cube").xpos[2] - p["cube_half_size"]
         assert cube_bottom == pytest.approx(p["scene"]["table_z"], abs=1e-6)
         leg = dr_env.data.geom("table_leg1")
@@ -92,7 +99,9 @@ def test_jittered_cameras_back_project_exactly(dr_env):
         vs, us = np.nonzero((seg == 2) & (depth > 0))
         z = depth[vs, us].astype(float)
         K = cam.K
-        pw = T[:3, :3] @ np.stack([(us - K[0, 2]) / K[0, 0] * z, (vs - K[1, 2]) / K[1, 1] * z, z]) + T[:3, 3:4]
+        pw = (
+            T[:3, :3] @ np.stack([(us - K[0, 2]) / K[0, 0] * z, (vs - K[1, 2]) / K[1, 1] * z, z]) + T[:3, 3:4]
+        )
         on_top = np.abs(pw[2] - p["scene"]["table_z"]) < 0.01
         assert on_top.mean() > 0.8
         assert np.median(np.abs(pw[2, on_top] - p["scene"]["table_z"])) < 0.001
@@ -108,8 +117,11 @@ def test_texture_and_lighting_change_rgb_not_depth(dr_env):
     m = dr_env.model
     saved = (m.geom_matid.copy(), m.light_diffuse.copy())
     top = m.geom("table_top").id
-    m.geom_matid[top] = m.material("table_mat1").id if m.geom_matid[top] != m.material("table_mat1").id \
+    m.geom_matid[top] = (
+        m.material("table_mat1").id
+        if m.geom_matid[top] != m.material("table_mat1").id
         else m.material("table_mat4").id
+    )
     m.light_diffuse[:] = 0.2
     other = dr_env.observe()
     m.geom_matid[:], m.light_diffuse[:] = saved
@@ -118,8 +130,15 @@ def test_texture_and_lighting_change_rgb_not_depth(dr_env):
 
 
 def test_store_records_switches_and_every_episode(tmp_path):
-    cfg = RenderConfig(task="pick", episodes=2, cameras=("front",), width=32, height=32, rgb=False,
-                       randomize=Randomization(camera_jitter=True, table_height=True))
+    cfg = RenderConfig(
+        task="pick",
+        episodes=2,
+        cameras=("front",),
+        width=32,
+        height=32,
+        rgb=False,
+        randomize=Randomization(camera_jitter=True, table_height=True),
+    )
     render_dataset(cfg, tmp_path / "s.zarr", progress=False)
     s = Store(tmp_path / "s.zarr")
     assert s.meta["config"]["randomize"]["camera_jitter"] is True
@@ -128,7 +147,9 @@ def test_store_records_switches_and_every_episode(tmp_path):
     assert eps[0]["params"]["scene"]["table_z"] != eps[1]["params"]["scene"]["table_z"]
     ext = s.episode(0, ["front_extrinsics"])["front_extrinsics"]
     nominal = np.array(get_cameras(["front"])[0].pos)
-    assert np.allclose(ext[0, :3, 3], nominal + eps[0]["params"]["scene"]["cameras"]["front"]["offset_m"], atol=1e-6)
+    assert np.allclose(
+        ext[0, :3, 3], nominal + eps[0]["params"]["scene"]["cameras"]["front"]["offset_m"], atol=1e-6
+    )
 
 
 def test_expert_copes_with_full_randomisation(dr_env):

@@ -1,4 +1,5 @@
 """RealD²iff: representation, FGS and DGO losses on hand-made inputs, sampling, saving, training."""
+
 import json
 import math
 import signal
@@ -14,12 +15,30 @@ import torch
 from realdiff import load_noiser
 from realdiff.reald2iff.checkpoint import MODEL_VERSION, load_model, save_model
 from realdiff.reald2iff.config import ModelConfig, make_config
-from realdiff.reald2iff.model import (A_ASINH, S_INV, RealD2iff, decode, dequantise, discrepancy_weight,
-                                      encode_target, fgs_loss, fit_levels, frequency_weight, q_sample,
-                                      snap_to_levels, weighted_mse)
+from realdiff.reald2iff.model import (
+    A_ASINH,
+    S_INV,
+    RealD2iff,
+    decode,
+    dequantise,
+    discrepancy_weight,
+    encode_target,
+    fgs_loss,
+    fit_levels,
+    frequency_weight,
+    q_sample,
+    snap_to_levels,
+    weighted_mse,
+)
 from realdiff.reald2iff.noiser import RealD2iffNoiser, generate
-from realdiff.reald2iff.stages import (RegistrationStage, TextureStage, fit_shifts, near_edges, paste_texture,
-                                       shift_depth)
+from realdiff.reald2iff.stages import (
+    RegistrationStage,
+    TextureStage,
+    fit_shifts,
+    near_edges,
+    paste_texture,
+    shift_depth,
+)
 from realdiff.reald2iff.train import PairData, add_registration, add_texture, train
 from tests.conftest import TINY_PRESET, assert_one_line_error, make_fixture_pairs, run_realdiff
 
@@ -47,6 +66,7 @@ def _clean(B=2, H=40, W=56, seed=0):
 
 # --- representation -------------------------------------------------------------------------------
 
+
 def test_encode_decode_round_trip_and_holes_only_where_the_mask_says():
     clean = torch.tensor([[[1.0, 2.0, 0.0, 4.5]]])
     real = torch.tensor([[[1.01, 0.0, 0.0, 4.4]]])
@@ -71,8 +91,15 @@ def test_readout_levels_fit_snap_and_dequantise():
     assert np.allclose(levels, levels_true[100:300], rtol=1e-6)
     assert fit_levels(z, min_count=9) == ()
     L = torch.tensor(levels, dtype=torch.float64)
-    inv = torch.tensor([L[3].item() + 0.4 * 0.003, L[3].item() + 0.6 * 0.003, L[0].item() - 2.2 * 0.003,
-                        L[-1].item() + 1.4 * 0.003], dtype=torch.float64)
+    inv = torch.tensor(
+        [
+            L[3].item() + 0.4 * 0.003,
+            L[3].item() + 0.6 * 0.003,
+            L[0].item() - 2.2 * 0.003,
+            L[-1].item() + 1.4 * 0.003,
+        ],
+        dtype=torch.float64,
+    )
     got = snap_to_levels(inv, L)
     assert got[0] == L[3] and got[1] == L[4]  # nearest level
     assert got[2].item() == pytest.approx(L[0].item() - 2 * 0.003, rel=1e-3)  # lattice continued below
@@ -107,6 +134,7 @@ def test_snap_to_levels_is_the_nearest_level_on_an_irregular_lattice():
 
 # --- Frequency-Guided Supervision ---------------------------------------------------------------
 
+
 def test_fgs_loss_matches_its_equation_on_cosines():
     H, W = 16, 32
     xs = torch.arange(W, dtype=torch.float64)
@@ -115,12 +143,20 @@ def test_fgs_loss_matches_its_equation_on_cosines():
         diff = torch.cos(2 * math.pi * f_bin * xs / W).expand(H, W)[None].float()
         got = fgs_loss(diff, torch.zeros_like(diff), torch.ones_like(diff), torch.ones(1))
         # rfft2 (ortho) of the cosine: one bin (0, f_bin) of magnitude sqrt(H W) / 2
-        want = math.exp(-((f_bin / W) / 0.08) ** 2) * math.sqrt(H * W) / 2 / wk.sum().item()
+        want = math.exp(-(((f_bin / W) / 0.08) ** 2)) * math.sqrt(H * W) / 2 / wk.sum().item()
         assert got.item() == pytest.approx(want, rel=1e-4)
-    low = fgs_loss(torch.cos(2 * math.pi * xs / W).expand(H, W)[None].float(), torch.zeros(1, H, W),
-                   torch.ones(1, H, W), torch.ones(1))
-    high = fgs_loss(torch.cos(2 * math.pi * 8 * xs / W).expand(H, W)[None].float(), torch.zeros(1, H, W),
-                    torch.ones(1, H, W), torch.ones(1))
+    low = fgs_loss(
+        torch.cos(2 * math.pi * xs / W).expand(H, W)[None].float(),
+        torch.zeros(1, H, W),
+        torch.ones(1, H, W),
+        torch.ones(1),
+    )
+    high = fgs_loss(
+        torch.cos(2 * math.pi * 8 * xs / W).expand(H, W)[None].float(),
+        torch.zeros(1, H, W),
+        torch.ones(1, H, W),
+        torch.ones(1),
+    )
     assert low > 10 * high  # weighted toward the low frequencies
     # alpha^2 scaling, masked pixels do not count, equal inputs give 0
     d = torch.randn(2, H, W)
@@ -132,6 +168,7 @@ def test_fgs_loss_matches_its_equation_on_cosines():
 
 
 # --- Discrepancy-Guided Optimization --------------------------------------------------------------
+
 
 def test_dgo_weights_match_their_equation():
     y = torch.zeros(1, 1, 1, 12)
@@ -160,6 +197,7 @@ def test_q_sample_follows_the_cosine_schedule():
 
 
 # --- sampling: shapes, determinism, batching ----------------------------------------------------
+
 
 def _model(seed=0):
     torch.manual_seed(seed)
@@ -206,6 +244,7 @@ def test_noiser_interface_on_any_resolution_and_rejects_bad_input(tiny_model):
 
 # --- the sensor-texture stage ---------------------------------------------------------------------
 
+
 def test_near_edges_marks_depth_jumps_holes_and_the_border_but_not_slopes():
     clean = torch.full((1, 20, 30), 2.0)
     clean[:, :, 15:] = 2.5  # a 25 % jump between columns 14 and 15
@@ -225,7 +264,9 @@ def test_paste_texture_lays_tiles_row_by_row_and_turns_them():
     assert out.shape == (6, 7)
     assert torch.equal(out[:4, :4], bank[2]) and torch.equal(out[:4, 4:], bank[0].flip(0, 1)[:, :3])
     assert torch.equal(out[4:, :4], bank[1][:2]) and torch.equal(out[4:, 4:], bank[1].flip(0, 1)[:2, :3])
-    two = paste_texture(bank, torch.tensor([[2, 0, 1, 1], [0, 0, 0, 0]]), torch.tensor([[0, 1, 0, 1], [0] * 4]), 6, 7)
+    two = paste_texture(
+        bank, torch.tensor([[2, 0, 1, 1], [0, 0, 0, 0]]), torch.tensor([[0, 1, 0, 1], [0] * 4]), 6, 7
+    )
     assert torch.equal(two[0], out) and torch.equal(two[1, :4, 4:], bank[0][:, :3])  # a batch: frame by frame
 
 
@@ -240,7 +281,7 @@ def _smooth_clean(B=2, H=64, W=96):
 def test_texture_stage_changes_only_flat_pixels_and_stays_deterministic():
     m = _model()
     for net in (m.coarse, m.fine):  # few holes, so that there are flat pixels (channels: y's s*s, then h's)
-        net.out.bias.data[net.cfg.unshuffle ** 2:] = -5.0
+        net.out.bias.data[net.cfg.unshuffle**2 :] = -5.0
     tex = TextureStage(0.05 * torch.randn(3, 16, 16))
     clean = _smooth_clean()  # sides multiples of 32: no padding, so the edges are those computed here
     rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
@@ -250,7 +291,9 @@ def test_texture_stage_changes_only_flat_pixels_and_stays_deterministic():
     assert np.array_equal(plain[near], textured[near])
     assert (plain != textured)[~near].mean() > 0.5 and (~near).mean() > 0.5
     assert np.array_equal(textured, generate(m, clean, rngs(), texture=tex))
-    assert np.allclose(generate(m, clean[1:], [np.random.default_rng(1)], texture=tex)[0], textured[1], atol=1e-5)
+    assert np.allclose(
+        generate(m, clean[1:], [np.random.default_rng(1)], texture=tex)[0], textured[1], atol=1e-5
+    )
 
 
 def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
@@ -263,7 +306,9 @@ def test_add_texture_cuts_flat_tiles_and_refuses_a_second_one(pairs, tiny_model,
     assert torch.isfinite(bank).all() and bank.abs().max() > 0
     # the finer band in inverse depth: a few mm at 1-3 m is a few thousandths of 1/m
     assert bank.abs().median() < 0.05
-    _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_texture, "texture", "already has a texture stage")
+    _loads_and_refuses_a_second_stage(
+        out, pairs, tmp_path, add_texture, "texture", "already has a texture stage"
+    )
 
 
 def _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add, command, message):
@@ -272,13 +317,18 @@ def _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add, command, messag
     noiser = RealD2iffNoiser(weights=str(out))
     K = np.array([[154.5, 0, 63.5], [0, 154.5, 63.5], [0, 0, 1]])
     d = _smooth_clean(H=128, W=128)
-    assert np.array_equal(noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3)))
+    assert np.array_equal(
+        noiser.noisify(d, K, np.random.default_rng(3)), noiser.noisify(d, K, np.random.default_rng(3))
+    )
     with pytest.raises(ValueError, match=message):
         add(pairs, out, tmp_path / "twice.pt")
-    assert_one_line_error(run_realdiff(command, out, "--pairs", pairs, "--out", tmp_path / "twice.pt"), message)
+    assert_one_line_error(
+        run_realdiff(command, out, "--pairs", pairs, "--out", tmp_path / "twice.pt"), message
+    )
 
 
 # --- the twin-registration stage -------------------------------------------------------------------
+
 
 def test_shift_depth_moves_each_frame_and_continues_its_edge():
     c = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5)
@@ -307,9 +357,14 @@ def test_registration_stage_noises_the_shifted_depth_scaled_by_focal_length():
     out = generate(m, clean, rngs(), registration=reg)
     assert np.array_equal(out, np.where(clean > 0, generate(m, moved, rngs()), 0))  # drawn last: same noise
     assert np.array_equal(out, generate(m, clean, rngs(), registration=reg))  # deterministic
-    assert np.allclose(generate(m, clean[1:], [np.random.default_rng(1)], registration=reg)[0], out[1], atol=1e-5)
+    assert np.allclose(
+        generate(m, clean[1:], [np.random.default_rng(1)], registration=reg)[0], out[1], atol=1e-5
+    )
     third = shift_depth(torch.from_numpy(clean), torch.tensor([[0, 1], [0, 1]])).numpy()  # f = f_train / 3
-    assert np.array_equal(generate(m, clean, rngs(), registration=reg, focal=100.0), np.where(clean > 0, generate(m, third, rngs()), 0))
+    assert np.array_equal(
+        generate(m, clean, rngs(), registration=reg, focal=100.0),
+        np.where(clean > 0, generate(m, third, rngs()), 0),
+    )
     with pytest.raises(ValueError, match="focal length"):
         RegistrationStage(torch.tensor([[0.0, 3.0]]), 0.0)
 
@@ -323,11 +378,13 @@ def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny
     assert f.registration.focal == pytest.approx((K[0][0] + K[1][1]) / 2)  # the fixture's camera
     assert f.registration.shifts.abs().max() <= 3
     assert json.loads(f.meta["shifts_from"])["frames"] == 2 == r["stats"]["frames"]
-    _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_registration, "shift",
-                                      "already has a registration stage")
+    _loads_and_refuses_a_second_stage(
+        out, pairs, tmp_path, add_registration, "shift", "already has a registration stage"
+    )
 
 
 # --- saving and loading ---------------------------------------------------------------------------
+
 
 def test_saved_model_reloads_to_identical_outputs(tmp_path):
     m = _model(seed=3)
@@ -352,8 +409,10 @@ def test_bad_model_files_give_one_clear_error(tmp_path):
     torch.save(ck, tmp_path / "old.pt")
     with pytest.raises(ValueError, match=f"this code reads '{MODEL_VERSION}'"):
         load_model(tmp_path / "old.pt")
-    torch.save({"version": MODEL_VERSION, "config": {"fine": None, "coarse": None}, "state_dict": {}},
-               tmp_path / "empty.pt")
+    torch.save(
+        {"version": MODEL_VERSION, "config": {"fine": None, "coarse": None}, "state_dict": {}},
+        tmp_path / "empty.pt",
+    )
     with pytest.raises(ValueError, match="coarse or a fine stage"):
         load_model(tmp_path / "empty.pt")
     # a pickled object that would run code on load is refused (weights_only)
@@ -365,6 +424,7 @@ def test_bad_model_files_give_one_clear_error(tmp_path):
 
 
 # --- training ---------------------------------------------------------------------------------------
+
 
 def test_training_on_the_fixture_lowers_the_loss(pairs):
     """The fine stage's loss on a fixed batch (fixed noise and times) drops after 120 steps."""
@@ -387,8 +447,17 @@ def test_training_on_the_fixture_lowers_the_loss(pairs):
 
     before = fixed_loss()
     from realdiff.reald2iff.train import train_stage
-    train_stage("fine", model, RealD2iff(cfg.model), data, PairData(pairs, "val"), cfg,
-                Path(pairs).parent, progress=False)
+
+    train_stage(
+        "fine",
+        model,
+        RealD2iff(cfg.model),
+        data,
+        PairData(pairs, "val"),
+        cfg,
+        Path(pairs).parent,
+        progress=False,
+    )
     assert fixed_loss() < 0.85 * before
 
 
@@ -403,10 +472,24 @@ def test_train_writes_a_model_with_config_and_validation(tiny_model):
     assert {r["stage"] for r in log} == {"coarse", "fine"} and all("spectrum_dist" in r for r in log)
 
 
+@pytest.mark.slow  # the shared Trainer's resume runs in `make test` through test_policies.py
 def test_killed_training_resumes(pairs, tmp_path):
     out = tmp_path / "m.pt"
-    args = [sys.executable, "-m", "realdiff", "train", str(pairs), "--out", str(out), "--preset", TINY_PRESET,
-            "--coarse-iters", "60", "--fine-iters", "20"]
+    args = [
+        sys.executable,
+        "-m",
+        "realdiff",
+        "train",
+        str(pairs),
+        "--out",
+        str(out),
+        "--preset",
+        TINY_PRESET,
+        "--coarse-iters",
+        "60",
+        "--fine-iters",
+        "20",
+    ]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ck = Path(str(out) + ".train") / "coarse.pt"
     deadline = time.time() + 120
@@ -428,17 +511,41 @@ def test_killed_training_resumes(pairs, tmp_path):
 
 def test_ablation_variants_copy_stages(pairs, tiny_model, tmp_path):
     """--no-fgs with the fine stage copied trains only the coarse stage; --no-fine keeps coarse only."""
-    r = run_realdiff("train", pairs, "--out", tmp_path / "c.pt", "--preset", TINY_PRESET, "--no-fine",
-                     "--coarse-from", tiny_model, "--name", "coarse-only", "--quiet")
+    r = run_realdiff(
+        "train",
+        pairs,
+        "--out",
+        tmp_path / "c.pt",
+        "--preset",
+        TINY_PRESET,
+        "--no-fine",
+        "--coarse-from",
+        tiny_model,
+        "--name",
+        "coarse-only",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     m = load_model(tmp_path / "c.pt").model
     src = load_model(tiny_model).model
     assert m.fine is None and m.cfg.name == "coarse-only"
-    assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values())
+    )
     noiser = load_noiser(str(tmp_path / "c.pt"))
     assert isinstance(noiser, RealD2iffNoiser) and noiser.name == "coarse-only"
-    r = run_realdiff("train", pairs, "--out", tmp_path / "f.pt", "--preset", TINY_PRESET, "--no-coarse",
-                     "--fine-from", tiny_model, "--quiet")
+    r = run_realdiff(
+        "train",
+        pairs,
+        "--out",
+        tmp_path / "f.pt",
+        "--preset",
+        TINY_PRESET,
+        "--no-coarse",
+        "--fine-from",
+        tiny_model,
+        "--quiet",
+    )
     assert_one_line_error(r, "trained with a coarse stage")
 
 
@@ -448,17 +555,32 @@ def test_a_copied_coarse_stage_keeps_its_sampler_and_the_fine_fold_is_set(pairs,
     src = load_model(tiny_model).model
     src.cfg.coarse_steps, src.cfg.eta = 1, 0.0
     save_model(src, tmp_path / "distilled.pt")
-    r = run_realdiff("train", pairs, "--out", tmp_path / "m.pt", "--preset", TINY_PRESET, "--fine-fold", "4",
-                     "--coarse-from", tmp_path / "distilled.pt", "--quiet")
+    r = run_realdiff(
+        "train",
+        pairs,
+        "--out",
+        tmp_path / "m.pt",
+        "--preset",
+        TINY_PRESET,
+        "--fine-fold",
+        "4",
+        "--coarse-from",
+        tmp_path / "distilled.pt",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     m = load_model(tmp_path / "m.pt").model
     assert (m.cfg.coarse_steps, m.cfg.eta, m.cfg.fine_steps) == (1, 0.0, 2)  # fine steps: the preset's
     assert m.cfg.fine.unshuffle == 4 and src.cfg.fine.unshuffle == 2
-    assert all(torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(m.coarse.state_dict().values(), src.coarse.state_dict().values())
+    )
     clean = _clean(H=64, W=64)
     assert generate(m, clean, [np.random.default_rng(0)] * 2).shape == clean.shape
-    assert_one_line_error(run_realdiff("train", pairs, "--out", tmp_path / "x.pt", "--preset", TINY_PRESET,
-                                       "--fine-fold", "3"), "power of 2")
+    assert_one_line_error(
+        run_realdiff("train", pairs, "--out", tmp_path / "x.pt", "--preset", TINY_PRESET, "--fine-fold", "3"),
+        "power of 2",
+    )
 
 
 def test_presets_build_and_bad_configs_are_refused(tmp_path):
@@ -468,8 +590,17 @@ def test_presets_build_and_bad_configs_are_refused(tmp_path):
         assert m.coarse is not None and m.fine is not None
     assert make_config("cpu").to_dict() == make_config("cpu").__class__().to_dict()  # the defaults
     gpu = make_config("gpu")
-    assert (gpu.model.coarse.widths, gpu.model.coarse.blocks, gpu.model.coarse.unshuffle) == ((64, 128, 128), 2, 1)
-    assert (gpu.model.fine.widths, gpu.model.fine.unshuffle, gpu.device, gpu.fine_iters) == ((64, 128), 2, "cuda", 40000)
+    assert (gpu.model.coarse.widths, gpu.model.coarse.blocks, gpu.model.coarse.unshuffle) == (
+        (64, 128, 128),
+        2,
+        1,
+    )
+    assert (gpu.model.fine.widths, gpu.model.fine.unshuffle, gpu.device, gpu.fine_iters) == (
+        (64, 128),
+        2,
+        "cuda",
+        40000,
+    )
     (tmp_path / "bad.toml").write_text("coarse_iterz = 3\n")
     with pytest.raises(ValueError, match="coarse_iterz"):
         make_config(str(tmp_path / "bad.toml"))

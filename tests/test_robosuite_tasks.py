@@ -1,6 +1,7 @@
 """robosuite environments as tasks (robosuite:Lift, robosuite:Stack): found by the task registry,
 the store schema of a native task, upright metric depth that back-projects onto robosuite's table,
 determinism across processes, configuration errors and the scripted experts."""
+
 import subprocess
 import sys
 
@@ -38,9 +39,11 @@ def test_unknown_robosuite_task_is_one_clear_error():
 
 
 def test_checking_a_configuration_does_not_import_robosuite():
-    code = ("import sys; from simgen.runner import RenderConfig; from tasks import get_task; "
-            "get_task('robosuite:Stack'); RenderConfig(task='robosuite:Lift', episodes=1); "
-            "assert 'robosuite' not in sys.modules, 'robosuite imported'")
+    code = (
+        "import sys; from simgen.runner import RenderConfig; from tasks import get_task; "
+        "get_task('robosuite:Stack'); RenderConfig(task='robosuite:Lift', episodes=1); "
+        "assert 'robosuite' not in sys.modules, 'robosuite imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -55,7 +58,9 @@ def lift_store(tmp_path_factory):
 def test_schema_is_a_native_store(lift_store):
     root = zarr.open_group(lift_store, mode="r")
     meta = root.attrs[SCHEMA]
-    native = store_attrs(RenderConfig(task="pick", episodes=1, cameras=CFG["cameras"], width=W, height=H, seg=True))
+    native = store_attrs(
+        RenderConfig(task="pick", episodes=1, cameras=CFG["cameras"], width=W, height=H, seg=True)
+    )
     assert set(native) <= set(meta) and "robosuite" in meta
     for c in CFG["cameras"]:
         assert set(native["cameras"][c]) <= set(meta["cameras"][c])
@@ -67,11 +72,23 @@ def test_schema_is_a_native_store(lift_store):
     assert [e["seed"] for e in meta["episodes"]] == [3, 4] and all(e["success"] for e in meta["episodes"])
     assert set(meta["episodes"][0]["params"]["objects"]) == {"cube_main"}
     n = root["meta/episode_ends"][-1]
-    expect = {"action": ((10,), "float32"), "robot_qpos": ((7,), "float32"), "gripper_qpos": ((2,), "float32"),
-              "eef_pos": ((3,), "float32"), "eef_quat": ((4,), "float32"), "object_pose": ((1, 7), "float32")}
+    expect = {
+        "action": ((10,), "float32"),
+        "robot_qpos": ((7,), "float32"),
+        "gripper_qpos": ((2,), "float32"),
+        "eef_pos": ((3,), "float32"),
+        "eef_quat": ((4,), "float32"),
+        "object_pose": ((1, 7), "float32"),
+    }
     for c in CFG["cameras"]:
-        expect.update({f"{c}_extrinsics": ((4, 4), "float32"), f"{c}_depth": ((H, W), "uint16"),
-                       f"{c}_rgb": ((H, W, 3), "uint8"), f"{c}_seg": ((H, W), "uint8")})
+        expect.update(
+            {
+                f"{c}_extrinsics": ((4, 4), "float32"),
+                f"{c}_depth": ((H, W), "uint16"),
+                f"{c}_rgb": ((H, W, 3), "uint8"),
+                f"{c}_seg": ((H, W), "uint8"),
+            }
+        )
     data = root["data"]
     assert sorted(k for k, _ in data.arrays()) == sorted(expect)
     for k, (shape, dtype) in expect.items():
@@ -92,14 +109,18 @@ def test_depth_is_upright_and_back_projects_onto_the_table(lift_store):
     s = Store(lift_store)
     ep = s.episode(1)
     front = ep["front_depth"][0]
-    assert np.median(front[-H // 4:]) < np.median(front[: H // 4])  # table near the bottom, wall far at the top
+    assert np.median(front[-H // 4 :]) < np.median(
+        front[: H // 4]
+    )  # table near the bottom, wall far at the top
     for c in CFG["cameras"]:
         K = np.array(s.meta["cameras"][c]["K"])
         errors = []
         for t in range(0, len(ep["action"]), 5):
             z, T = ep[f"{c}_depth"][t], ep[f"{c}_extrinsics"][t].astype(float)
             v, u = np.nonzero((ep[f"{c}_seg"][t] == 2) & (z > 0))  # table pixels
-            cam = np.stack([(u - K[0, 2]) * z[v, u] / K[0, 0], (v - K[1, 2]) * z[v, u] / K[1, 1], z[v, u]], -1)
+            cam = np.stack(
+                [(u - K[0, 2]) * z[v, u] / K[0, 0], (v - K[1, 2]) * z[v, u] / K[1, 1], z[v, u]], -1
+            )
             world = cam @ T[:3, :3].T + T[:3, 3]
             top = (np.abs(world[:, 0]) < 0.35) & (np.abs(world[:, 1]) < 0.35)  # not the robot's pedestal
             errors.append(world[top, 2] - TABLE_TOP_Z)
@@ -122,13 +143,24 @@ def test_same_seed_same_arrays_in_any_process(lift_store):
         assert np.array_equal(depth_to_stored(v) if k.endswith("_depth") else v, stored), k
 
 
-@pytest.mark.parametrize("kw,fragment", [
-    (dict(task="robosuite:Door"), "unknown task 'robosuite:Door'; known: .*robosuite:Lift, robosuite:Stack"),
-    (dict(task="robosuite:Lift", randomize=Randomization(lighting=True)), "not supported for robosuite tasks"),
-    (dict(task="robosuite:Stack", randomize=Randomization(table_height=True, camera_jitter=True)),
-     "not supported for robosuite tasks"),
-    (dict(task="robosuite:Lift", cameras=("front", "top")), "unknown camera 'top'"),
-])
+@pytest.mark.parametrize(
+    "kw,fragment",
+    [
+        (
+            dict(task="robosuite:Door"),
+            "unknown task 'robosuite:Door'; known: .*robosuite:Lift, robosuite:Stack",
+        ),
+        (
+            dict(task="robosuite:Lift", randomize=Randomization(lighting=True)),
+            "not supported for robosuite tasks",
+        ),
+        (
+            dict(task="robosuite:Stack", randomize=Randomization(table_height=True, camera_jitter=True)),
+            "not supported for robosuite tasks",
+        ),
+        (dict(task="robosuite:Lift", cameras=("front", "top")), "unknown camera 'top'"),
+    ],
+)
 def test_config_errors(kw, fragment):
     with pytest.raises(ValueError, match=fragment):
         RenderConfig(episodes=1, **kw)

@@ -1,4 +1,5 @@
 """Items 6, 7 and 10: store layout, crash safety and resume, determinism across workers."""
+
 import os
 import signal
 import subprocess
@@ -9,7 +10,15 @@ import numpy as np
 import pytest
 import zarr
 
-from simgen.store import (DEPTH_UNIT_M, SCHEMA, SCHEMA_VERSION, Store, Writer, depth_from_stored, depth_to_stored)
+from simgen.store import (
+    DEPTH_UNIT_M,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Store,
+    Writer,
+    depth_from_stored,
+    depth_to_stored,
+)
 from tests.conftest import assert_workers_exit, run_cli, spawned_workers
 
 RENDER = ["render", "--task", "pick", "--cameras", "front,wrist", "--resolution", "64x48", "--quiet"]
@@ -37,11 +46,22 @@ def test_layout_and_attributes(small_store):
     assert ends.dtype == np.int64 and len(ends) == 3 and np.all(np.diff(ends) > 0)
     n = ends[-1]
     data = root["data"]
-    expect = {"action": (10,), "robot_qpos": (7,), "gripper_qpos": (2,), "eef_pos": (3,),
-              "eef_quat": (4,), "object_pose": (1, 7), "front_extrinsics": (4, 4),
-              "wrist_extrinsics": (4, 4), "front_depth": (48, 64), "wrist_depth": (48, 64),
-              "front_rgb": (48, 64, 3), "wrist_rgb": (48, 64, 3), "front_seg": (48, 64),
-              "wrist_seg": (48, 64)}
+    expect = {
+        "action": (10,),
+        "robot_qpos": (7,),
+        "gripper_qpos": (2,),
+        "eef_pos": (3,),
+        "eef_quat": (4,),
+        "object_pose": (1, 7),
+        "front_extrinsics": (4, 4),
+        "wrist_extrinsics": (4, 4),
+        "front_depth": (48, 64),
+        "wrist_depth": (48, 64),
+        "front_rgb": (48, 64, 3),
+        "wrist_rgb": (48, 64, 3),
+        "front_seg": (48, 64),
+        "wrist_seg": (48, 64),
+    }
     assert sorted(k for k, _ in data.arrays()) == sorted(expect)
     for k, shape in expect.items():
         a = data[k]
@@ -157,6 +177,7 @@ def _committed(path) -> int:
         return 0
 
 
+@pytest.mark.slow  # in `make test`: a half-committed episode repaired (here), a killed batch job (test_batch)
 def test_sigkill_at_any_moment_then_rerun_completes(tmp_path):
     """Kill `simgen render` with SIGKILL at several moments; each time the store opens with only
     whole episodes, and re-running the same command finishes it identical to a clean run."""
@@ -213,8 +234,9 @@ def test_a_dead_render_worker_is_reported_not_waited_for():
 
     # 10 seeds per worker: with at most 4 results queued, worker 0 cannot have finished its share
     # (and exited normally) by the time it is killed
-    cfg = RenderConfig(task="pick", episodes=20, cameras=("front",), width=32, height=32, rgb=False,
-                       workers=2)
+    cfg = RenderConfig(
+        task="pick", episodes=20, cameras=("front",), width=32, height=32, rgb=False, workers=2
+    )
     gen = render_episodes(cfg, list(range(20)))
     arrays, info = next(gen)
     assert info["seed"] == 0 and arrays["front_depth"].dtype == np.uint16

@@ -1,4 +1,5 @@
 """The pick_clutter task: registry entry, seeded clutter layouts, parked slots and the expert."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,10 @@ def active_slots(params) -> list[int]:
 def object_contacts(env) -> list[tuple[str, str]]:
     """Body-name pairs of the current contacts that involve a task object."""
     m, d = env.model, env.data
-    pairs = [(m.body(m.geom_bodyid[c.geom1]).name, m.body(m.geom_bodyid[c.geom2]).name)
-             for c in d.contact[:d.ncon]]
+    pairs = [
+        (m.body(m.geom_bodyid[c.geom1]).name, m.body(m.geom_bodyid[c.geom2]).name)
+        for c in d.contact[: d.ncon]
+    ]
     return [p for p in pairs if set(p) & set(env.task.object_bodies)]
 
 

@@ -1,5 +1,6 @@
 """The place and stack tasks: registry, seeded randomisation and its switches, resting objects,
 the scripted experts and the success checks (real MuJoCo, physics only)."""
+
 import json
 
 import mujoco
@@ -129,8 +130,10 @@ def test_place_success_rejects_near_misses(envs):
     assert check(place_mod.BIN_INNER_HALF - half, floor + half)  # against a wall, still inside
     assert not check(outside, env.task.table_z + half)  # on the table beside the bin
     assert not check(0.0, floor + half + 0.03)  # above the floor
-    assert not check(place_mod.BIN_INNER_HALF + place_mod.BIN_WALL_HALF_T,
-                     env.task.table_z + place_mod.BIN_WALL_HEIGHT + half)  # on a wall
+    assert not check(
+        place_mod.BIN_INNER_HALF + place_mod.BIN_WALL_HALF_T,
+        env.task.table_z + place_mod.BIN_WALL_HEIGHT + half,
+    )  # on a wall
 
 
 def test_place_success_needs_the_gripper_released(envs):

@@ -1,5 +1,6 @@
 """The push and drawer tasks: registry, seeded randomisation and its switches, resting scenes,
 scripted experts and success checks (real MuJoCo, physics only)."""
+
 from contextlib import contextmanager
 
 import mujoco
@@ -76,8 +77,9 @@ def test_push_randomisation_is_seeded_ranged_and_switchable(push_env):
     no_colour = _records(push_env, Randomization(object_color=False), [5])[0]
     full = _records(push_env, Randomization(), [5])[0]
     assert no_colour["box_rgb"] == [0.2, 0.4, 0.85] != full["box_rgb"]
-    assert {k: v for k, v in no_colour.items() if k != "box_rgb"} == \
-           {k: v for k, v in full.items() if k != "box_rgb"}
+    assert {k: v for k, v in no_colour.items() if k != "box_rgb"} == {
+        k: v for k, v in full.items() if k != "box_rgb"
+    }
 
 
 def test_drawer_randomisation_is_seeded_and_switchable(drawer_env):
@@ -96,8 +98,9 @@ def test_drawer_randomisation_is_seeded_and_switchable(drawer_env):
     assert no_pose["cabinet_xy"] == nominal["cabinet_xy"]
     assert no_pose["cabinet_rgb"] == recs[5]["cabinet_rgb"]  # colours drawn as with pose on
     cab = drawer_env.model.body("cabinet").id
-    assert drawer_env.model.geom_rgba[drawer_env.model.geom("cabinet_top").id, :3] == \
-           pytest.approx(no_pose["cabinet_rgb"])
+    assert drawer_env.model.geom_rgba[drawer_env.model.geom("cabinet_top").id, :3] == pytest.approx(
+        no_pose["cabinet_rgb"]
+    )
     np.testing.assert_allclose(drawer_env.data.xpos[cab][:2], nominal["cabinet_xy"])
 
 
@@ -151,8 +154,12 @@ def test_push_success_needs_the_box_in_the_goal_and_on_the_table(push_env):
     goal = d.body("goal").xpos[:2].copy()
     half_z = m.geom_size[m.geom("box").id][2]
     quat = d.body("box").xquat.copy()
-    for offset, lift, ok in [((0, 0), 0.0, True), ((0.8 * GOAL_RADIUS, 0), 0.0, True),
-                             ((1.2 * GOAL_RADIUS, 0), 0.0, False), ((0, 0), 0.02, False)]:
+    for offset, lift, ok in [
+        ((0, 0), 0.0, True),
+        ((0.8 * GOAL_RADIUS, 0), 0.0, True),
+        ((1.2 * GOAL_RADIUS, 0), 0.0, False),
+        ((0, 0), 0.02, False),
+    ]:
         set_free_pose(m, d, "box", [*(goal + offset), push_env.task.table_z + half_z + lift], quat)
         mujoco.mj_forward(m, d)
         assert push_env.success() == ok, (offset, lift)
@@ -169,8 +176,13 @@ def test_drawer_success_needs_a_wide_enough_opening(drawer_env):
     drawer_env.reset(0)
     m, d = drawer_env.model, drawer_env.data
     q = m.joint("drawer").qposadr[0]
-    for opening, ok in [(0.0, False), (0.03, False), (OPEN_THRESHOLD - 0.005, False),
-                        (OPEN_THRESHOLD + 0.005, True), (DRAWER_TRAVEL, True)]:
+    for opening, ok in [
+        (0.0, False),
+        (0.03, False),
+        (OPEN_THRESHOLD - 0.005, False),
+        (OPEN_THRESHOLD + 0.005, True),
+        (DRAWER_TRAVEL, True),
+    ]:
         d.qpos[q] = opening
         mujoco.mj_forward(m, d)
         assert drawer_env.success() == ok, opening

@@ -2,6 +2,7 @@
 model's output on a fixed input, a store rendered with a fixed seed (array by array), its
 noisified depth, and short training runs of RealD²iff, its distillation and a policy. Any change
 to what the code computes fails here; `python tests/test_unchanged.py` prints the digests."""
+
 import hashlib
 import json
 import sys
@@ -15,8 +16,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import KINECT7, make_fixture_pairs  # noqa: E402
 
-NOISERS = ("identity", "gaussian", "axial-lateral", "structured-light", "range-scaled", "reald2iff",
-           "reald2iff-full", "reald2iff-2step", "reald2iff-texture", "reald2iff-texture-shift")
+NOISERS = (
+    "identity",
+    "gaussian",
+    "axial-lateral",
+    "structured-light",
+    "range-scaled",
+    "reald2iff",
+    "reald2iff-full",
+    "reald2iff-2step",
+    "reald2iff-texture",
+    "reald2iff-texture-shift",
+)
 
 EXPECTED = {
     "lift:action": "207ad1b57a6e30ac",
@@ -96,8 +107,9 @@ def noiser_output(name: str, tmp: Path) -> str:
     if name == "range-scaled":
         saved = tmp / "range-scaled.json"
         base = json.loads(load_noiser("structured-light").to_json())
-        saved.write_text(json.dumps({"name": "range-scaled", "version": "1",
-                                     "params": {"base": base, "scale": 0.5}}))
+        saved.write_text(
+            json.dumps({"name": "range-scaled", "version": "1", "params": {"base": base, "scale": 0.5}})
+        )
         model = load_noiser(str(saved))
     else:
         model = load_noiser(name)
@@ -115,8 +127,22 @@ def noiser_output(name: str, tmp: Path) -> str:
 def render_store(path: Path, task: str, episodes: int, res: str, extra=()) -> None:
     from conftest import run_cli
 
-    run_cli("render", "--task", task, "--episodes", episodes, "--seed", 11, "--resolution", res,
-            "--out", path, "--quiet", *extra, check=True)
+    run_cli(
+        "render",
+        "--task",
+        task,
+        "--episodes",
+        episodes,
+        "--seed",
+        11,
+        "--resolution",
+        res,
+        "--out",
+        path,
+        "--quiet",
+        *extra,
+        check=True,
+    )
 
 
 def store_digests(path: Path) -> dict:
@@ -139,15 +165,25 @@ def train_reald2iff(pairs: Path, out: Path) -> None:
     from realdiff.reald2iff.config import make_config
     from realdiff.reald2iff.train import train
 
-    train(pairs, out, make_config(str(Path(__file__).parent / "fixtures" / "realdiff-tiny.toml")), progress=False)
+    train(
+        pairs,
+        out,
+        make_config(str(Path(__file__).parent / "fixtures" / "realdiff-tiny.toml")),
+        progress=False,
+    )
 
 
 def distill_reald2iff(pairs: Path, teacher: Path, out: Path) -> None:
     from realdiff.reald2iff.config import DistillConfig
     from realdiff.reald2iff.distill import distill
 
-    distill(pairs, teacher, out, DistillConfig(steps=1, iters=6, batch=2, val_every=3, val_frames=1, ckpt_every=3),
-            progress=False)
+    distill(
+        pairs,
+        teacher,
+        out,
+        DistillConfig(steps=1, iters=6, batch=2, val_every=3, val_frames=1, ckpt_every=3),
+        progress=False,
+    )
 
 
 def train_policy(store: Path, out: Path) -> None:
@@ -155,11 +191,30 @@ def train_policy(store: Path, out: Path) -> None:
     from policies.train import TrainConfig, train
 
     small = PolicyConfig(crop=0.875, enc_widths=(8, 16), feat_dim=16, down_dims=(32, 64))
-    train(str(store), str(out), "front_depth_noisy", ["front", "wrist"], "pick", small,
-          TrainConfig(steps=4, batch=4, ckpt_every=2), progress=False)
+    train(
+        str(store),
+        str(out),
+        "front_depth_noisy",
+        ["front", "wrist"],
+        "pick",
+        small,
+        TrainConfig(steps=4, batch=4, ckpt_every=2),
+        progress=False,
+    )
 
 
 def compute_all(tmp: Path) -> dict:
+    """Every digest, with torch on 2 threads (as recorded): other tests may leave it on another
+    number, and a training run's floating-point sums depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        return _compute_all(tmp)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compute_all(tmp: Path) -> dict:
     from realdiff.noisify import noisify_store
 
     got = {f"noiser:{n}": noiser_output(n, tmp) for n in NOISERS}
@@ -172,8 +227,9 @@ def compute_all(tmp: Path) -> dict:
     got.update({f"lift:{k}": v for k, v in store_digests(lift).items()})
     pairs = tmp / "pairs.zarr"
     make_fixture_pairs(pairs, val_from=650)
-    got["pairs"] = digest_arrays({k: np.asarray(a[:]) for k, a in
-                                  __import__("zarr").open_group(pairs, mode="r").arrays()})
+    got["pairs"] = digest_arrays(
+        {k: np.asarray(a[:]) for k, a in __import__("zarr").open_group(pairs, mode="r").arrays()}
+    )
     train_reald2iff(pairs, tmp / "tiny.pt")
     got["train:reald2iff"] = state_digest(tmp / "tiny.pt")
     distill_reald2iff(pairs, tmp / "tiny.pt", tmp / "student.pt")

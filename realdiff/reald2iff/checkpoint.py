@@ -1,5 +1,6 @@
 """RealD²iff model files: the networks' weights (float32), their config, the optional stages and
 metadata, saved with torch.save and loaded with weights_only=True (no code in a file runs)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,21 +18,29 @@ MODEL_VERSION = "reald2iff-2"  # bump when the representation or architecture ch
 @dataclass
 class ModelFile:
     """What a model file holds: the model (eval mode), its optional stages and its metadata."""
+
     model: RealD2iff
     texture: TextureStage | None = None
     registration: RegistrationStage | None = None
     meta: dict | None = None
 
 
-def save_model(model: RealD2iff, path: str | Path, meta: dict | None = None,
-               texture: TextureStage | None = None, registration: RegistrationStage | None = None) -> None:
+def save_model(
+    model: RealD2iff,
+    path: str | Path,
+    meta: dict | None = None,
+    texture: TextureStage | None = None,
+    registration: RegistrationStage | None = None,
+) -> None:
     """Weights (float32 tensors) with the config, version, stages and any metadata (plain data only).
     A stage is a tensor in the state dict ("texture", "shift_bank") and its size in the config."""
-    config = {**model.cfg.to_dict(),
-              "texture_tiles": len(texture.bank) if texture else 0,
-              "texture_size": texture.size if texture else 64,
-              "shifts": len(registration.shifts) if registration else 0,
-              "shift_focal": registration.focal if registration else 0.0}
+    config = {
+        **model.cfg.to_dict(),
+        "texture_tiles": len(texture.bank) if texture else 0,
+        "texture_size": texture.size if texture else 64,
+        "shifts": len(registration.shifts) if registration else 0,
+        "shift_focal": registration.focal if registration else 0.0,
+    }
     state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
     if texture:
         state["texture"] = texture.bank.float().clone()
@@ -61,12 +70,17 @@ def load_model(path: str | Path) -> ModelFile:
         model = RealD2iff(ModelConfig(**config))
         model.load_state_dict(state)
         if (bank is None) != (tiles == 0) or (bank is not None and tuple(bank.shape) != (tiles, size, size)):
-            raise RuntimeError(f"a texture bank of shape {None if bank is None else tuple(bank.shape)} "
-                               f"for {tiles} tiles of {size} px")
+            raise RuntimeError(
+                f"a texture bank of shape {None if bank is None else tuple(bank.shape)} "
+                f"for {tiles} tiles of {size} px"
+            )
         if (shift_bank is None) != (shifts == 0) or (shift_bank is not None and len(shift_bank) != shifts):
             raise RuntimeError(f"{0 if shift_bank is None else len(shift_bank)} shifts for {shifts}")
     except (TypeError, RuntimeError) as e:
         raise ValueError(f"{path}: checkpoint does not match its config: {str(e).splitlines()[0]}") from None
-    return ModelFile(model.eval(), TextureStage(bank) if bank is not None else None,
-                     RegistrationStage(shift_bank, focal) if shift_bank is not None else None,
-                     ck.get("meta", {}))
+    return ModelFile(
+        model.eval(),
+        TextureStage(bank) if bank is not None else None,
+        RegistrationStage(shift_bank, focal) if shift_bank is not None else None,
+        ck.get("meta", {}),
+    )

@@ -2,13 +2,15 @@
 (TrainConfig, with presets as TOML files in realdiff/configs/) and a distillation run
 (DistillConfig). The dataclass defaults are the CPU preset; the command line derives its help from
 them."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"  # <preset>.toml
 COARSE = 4  # the coarse stage's downsampling factor
@@ -18,6 +20,7 @@ PAD = 32  # images are padded to a multiple of this
 @dataclass
 class NetConfig:
     """A small U-Net: `unshuffle` folds s x s pixels into channels first; `widths` per level."""
+
     in_ch: int = 4  # x_t (2) + condition channels
     out_ch: int = 2
     widths: tuple = (32, 64)
@@ -40,8 +43,10 @@ class NetConfig:
 @dataclass
 class ModelConfig:
     """Which diffusion stages exist, their networks, their sampling steps and the sensor's readout."""
+
     coarse: NetConfig | None = field(
-        default_factory=lambda: NetConfig(in_ch=4, widths=(32, 64, 64), unshuffle=2))
+        default_factory=lambda: NetConfig(in_ch=4, widths=(32, 64, 64), unshuffle=2)
+    )
     fine: NetConfig | None = field(default_factory=lambda: NetConfig(in_ch=6, widths=(32, 64), unshuffle=4))
     coarse_steps: int = 4
     fine_steps: int = 1
@@ -60,9 +65,11 @@ class ModelConfig:
             raise ValueError("sampling steps must be >= 1")
         for stage, net, size in (("coarse", self.coarse, PAD // COARSE), ("fine", self.fine, PAD)):
             if net is not None and size % net.granularity():
-                raise ValueError(f"{stage} stage: folding {net.unshuffle}x{net.unshuffle} pixels with "
-                                 f"{len(net.widths)} levels needs images in multiples of "
-                                 f"{net.granularity()} pixels; this stage sees multiples of {size}")
+                raise ValueError(
+                    f"{stage} stage: folding {net.unshuffle}x{net.unshuffle} pixels with "
+                    f"{len(net.widths)} levels needs images in multiples of "
+                    f"{net.granularity()} pixels; this stage sees multiples of {size}"
+                )
         self.levels = tuple(float(v) for v in self.levels)
 
     def to_dict(self) -> dict:
@@ -72,6 +79,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; printed at the start and saved with every checkpoint."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     coarse_iters: int = 3000
     fine_iters: int = 6000
@@ -100,8 +108,10 @@ class TrainConfig:
         if self.patch % 16:
             raise ValueError(f"patch {self.patch} must be a multiple of 16")
         if self.model.fine is not None and self.patch % self.model.fine.granularity():
-            raise ValueError(f"patch {self.patch} must be a multiple of the fine network's "
-                             f"{self.model.fine.granularity()} pixels")
+            raise ValueError(
+                f"patch {self.patch} must be a multiple of the fine network's "
+                f"{self.model.fine.granularity()} pixels"
+            )
         for k in ("coarse_iters", "fine_iters", "coarse_batch", "fine_batch", "val_every", "ckpt_every"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
@@ -115,6 +125,7 @@ class TrainConfig:
 @dataclass
 class DistillConfig:
     """A distillation run: the student's steps, the optimiser and the FGS weight."""
+
     steps: int = 2  # the student's coarse steps; the teacher's must be a multiple of it
     iters: int = 2500
     batch: int = 8

@@ -17,6 +17,7 @@ low-frequency structure where it cannot match it exactly. The student starts fro
 weights; the fine stage, which is conditioned on a coarse sample whatever its sampler, is copied.
 Checkpoints to `<out>.distill/coarse.pt`; re-running the same command resumes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -90,9 +91,20 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     rng = np.random.default_rng([cfg.seed, 2])
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(net, ema, opt, rng, total=cfg.iters, lr=cfg.lr, warmup=cfg.warmup,
-                      ckpt=work / "coarse.pt", config=run, ckpt_every=cfg.ckpt_every,
-                      ema_decay=ema_warmup(cfg.ema), clip=1.0)
+    trainer = Trainer(
+        net,
+        ema,
+        opt,
+        rng,
+        total=cfg.iters,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        ckpt=work / "coarse.pt",
+        config=run,
+        ckpt_every=cfg.ckpt_every,
+        ema_decay=ema_warmup(cfg.ema),
+        clip=1.0,
+    )
 
     t0, losses, logs = time.time(), [], []
     bar = tqdm(total=cfg.iters, initial=trainer.step, desc="distill coarse", unit="it", disable=not progress)
@@ -106,7 +118,9 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
         pred = net(z, cond, t)
         loss = weighted_mse(pred, target, weight)
         if cfg.fgs_weight > 0:
-            loss = loss + cfg.fgs_weight * fgs_loss(pred[:, 0], target[:, 0], weight[:, 0], torch.ones(len(t)))
+            loss = loss + cfg.fgs_weight * fgs_loss(
+                pred[:, 0], target[:, 0], weight[:, 0], torch.ones(len(t))
+            )
         trainer.update(loss)
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
@@ -115,14 +129,20 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
             m = validate(student, val, cfg.seed, texture=f.texture, registration=f.registration)
             student.coarse = net
             net.train()
-            logs.append({"step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every:])), **m})
+            logs.append({"step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every :])), **m})
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", w1=m["residual_w1_mm"])
     bar.close()
     student.coarse = ema.eval()
     meta = dict(f.meta)
-    meta.update({"distilled_from": str(teacher_path), "distill_config": json.dumps(run),
-                 "distill_seconds": round(time.time() - t0, 1),
-                 "val": json.dumps(validate(student, val, cfg.seed, texture=f.texture,
-                                                         registration=f.registration))})
+    meta.update(
+        {
+            "distilled_from": str(teacher_path),
+            "distill_config": json.dumps(run),
+            "distill_seconds": round(time.time() - t0, 1),
+            "val": json.dumps(
+                validate(student, val, cfg.seed, texture=f.texture, registration=f.registration)
+            ),
+        }
+    )
     save_model(student, out, meta, f.texture, f.registration)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "log": logs, "meta": meta}

@@ -59,6 +59,7 @@ Beside this file: config.py (the dataclasses), stages.py (the optional sensor-te
 twin-registration stages), noiser.py (the whole clean-to-noisy pipeline behind the noise-model
 interface), checkpoint.py (model files), train.py and distill.py.
 """
+
 from __future__ import annotations
 
 import functools
@@ -69,13 +70,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from realdiff.reald2iff.config import COARSE, PAD, ModelConfig, NetConfig
+from realdiff.reald2iff.config import COARSE, ModelConfig, NetConfig
 
 S_INV, A_ASINH = 300.0, 2.0  # residual encoding y = asinh(S_INV * dinv) / A_ASINH
 DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # metres: the conditioning's depth range
 
 
 # --- 1. representation ---------------------------------------------------------------------------
+
 
 def encode_condition(clean: torch.Tensor) -> torch.Tensor:
     """(B, H, W) clean depth (m) -> (B, 2, H, W): log depth (0 where none), validity."""
@@ -93,7 +95,9 @@ def encode_target(clean: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return torch.stack([y, h], 1)
 
 
-def decode(clean: torch.Tensor, x: torch.Tensor, levels: tuple = (), texture: torch.Tensor | None = None) -> torch.Tensor:
+def decode(
+    clean: torch.Tensor, x: torch.Tensor, levels: tuple = (), texture: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, H, W) clean depth and (B, 2, H, W) generated (y, h) -> (B, H, W) noisy depth (0 = none),
     read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation);
     `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout."""
@@ -164,7 +168,7 @@ def dequantise(real: torch.Tensor, levels: tuple, radius: int = 2) -> torch.Tens
     H, W = real.shape[-2:]
     for dy in range(k):
         for dx in range(k):
-            n_inv, n_ok = inv_p[:, dy:dy + H, dx:dx + W], valid_p[:, dy:dy + H, dx:dx + W]
+            n_inv, n_ok = inv_p[:, dy : dy + H, dx : dx + W], valid_p[:, dy : dy + H, dx : dx + W]
             near = n_ok * ((n_inv - inv).abs() <= 1.5 * step)
             total += near * n_inv
             count += near
@@ -197,15 +201,16 @@ def upsample(x: torch.Tensor, k: int = COARSE) -> torch.Tensor:
     return F.interpolate(x, scale_factor=k, mode="bilinear", align_corners=False)
 
 
-
-
 # --- 2. networks ---------------------------------------------------------------------------------
+
 
 def fold(x: torch.Tensor, s: int) -> torch.Tensor:
     """F.pixel_unshuffle(x, s) (s x s pixels into channels), as one reshape-permute copy: the same
     values, 2-3x faster than torch's CPU kernel on these small images."""
     B, C, H, W = x.shape
-    return x.reshape(B, C, H // s, s, W // s, s).permute(0, 1, 3, 5, 2, 4).reshape(B, C * s * s, H // s, W // s)
+    return (
+        x.reshape(B, C, H // s, s, W // s, s).permute(0, 1, 3, 5, 2, 4).reshape(B, C * s * s, H // s, W // s)
+    )
 
 
 def unfold(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -247,15 +252,19 @@ class UNet(nn.Module):
         self.down, self.pool, self.up, self.unpool = (nn.ModuleList() for _ in range(4))
         for i, c in enumerate(w):
             cin = w[i - 1] if i else w[0]
-            self.down.append(nn.ModuleList([ResBlock(cin if j == 0 else c, c, emb, cfg.groups)
-                                            for j in range(cfg.blocks)]))
+            self.down.append(
+                nn.ModuleList([ResBlock(cin if j == 0 else c, c, emb, cfg.groups) for j in range(cfg.blocks)])
+            )
             if i < len(w) - 1:
                 self.pool.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
         self.glob = nn.Linear(w[-1], w[-1])
         for i in reversed(range(len(w) - 1)):
             self.unpool.append(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2))
-            self.up.append(nn.ModuleList([ResBlock(2 * w[i] if j == 0 else w[i], w[i], emb, cfg.groups)
-                                          for j in range(cfg.blocks)]))
+            self.up.append(
+                nn.ModuleList(
+                    [ResBlock(2 * w[i] if j == 0 else w[i], w[i], emb, cfg.groups) for j in range(cfg.blocks)]
+                )
+            )
         self.out_norm = nn.GroupNorm(cfg.groups, w[0])
         self.out = nn.Conv2d(w[0], cfg.out_ch * s * s, 3, padding=1)
         nn.init.zeros_(self.out.weight)
@@ -265,7 +274,9 @@ class UNet(nn.Module):
         half = self.cfg.widths[0] // 2
         freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
         dt = self.inp.weight.dtype  # float32, or bfloat16 for inference (RealD2iffNoiser)
-        e = self.t_mlp(torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1).to(dt))
+        e = self.t_mlp(
+            torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1).to(dt)
+        )
         h = fold(torch.cat([x_t, cond], 1).to(dt), self.cfg.unshuffle)
         h = self.inp(h)
         skips = []
@@ -283,8 +294,8 @@ class UNet(nn.Module):
         return unfold(self.out(F.silu(self.out_norm(h))), self.cfg.unshuffle)
 
 
-
 # --- 3. diffusion: schedule, losses, sampling -------------------------------------------------
+
 
 def alpha_sigma(t: torch.Tensor):
     """Cosine schedule: (alpha_t, sigma_t), alpha^2 + sigma^2 = 1, shaped (B, 1, 1, 1)."""
@@ -301,11 +312,12 @@ def q_sample(x0, noise, t):
 def frequency_weight(h: int, w: int, k_c: float = 0.08) -> torch.Tensor:
     """W(k) = exp(-(|k|/k_c)^2) over the rfft2 grid of an (h, w) image; |k| in cycles/pixel."""
     k = torch.hypot(torch.fft.fftfreq(h)[:, None], torch.fft.rfftfreq(w)[None, :])
-    return torch.exp(-(k / k_c) ** 2)
+    return torch.exp(-((k / k_c) ** 2))
 
 
-def fgs_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor,
-             k_c: float = 0.08) -> torch.Tensor:
+def fgs_loss(
+    x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor, k_c: float = 0.08
+) -> torch.Tensor:
     """Frequency-Guided Supervision: alpha^2 * sum_k W(k)|F(M x0^) - F(M x0)| / sum_k W(k), batch mean.
 
     x0_hat, x0: (B, H, W) residual images; mask (B, H, W); alpha (B,)."""
@@ -315,8 +327,14 @@ def fgs_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, alpha: 
     return (alpha.reshape(-1) ** 2 * per).mean()
 
 
-def discrepancy_weight(target: torch.Tensor, valid: torch.Tensor, tau: float = 0.5,
-                       beta: float = 4.0, border: float = 0.5, border_px: int = 2) -> torch.Tensor:
+def discrepancy_weight(
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    tau: float = 0.5,
+    beta: float = 4.0,
+    border: float = 0.5,
+    border_px: int = 2,
+) -> torch.Tensor:
     """DGO weights w = M (1 + beta D): D = 1 on a hole, min(|y|/tau, 1) on a reading, at least
     `border` on a reading within border_px of a hole.
 
@@ -334,8 +352,9 @@ def weighted_mse(pred, target, weight):
 
 
 @torch.no_grad()
-def ddim_sample(net: nn.Module, cond: torch.Tensor, noises: list[torch.Tensor], steps: int,
-                eta: float = 0.0) -> torch.Tensor:
+def ddim_sample(
+    net: nn.Module, cond: torch.Tensor, noises: list[torch.Tensor], steps: int, eta: float = 0.0
+) -> torch.Tensor:
     """DDIM from t = 1 to 0 in `steps` equal steps. noises: `steps` tensors shaped like x (the start
     and the fresh noise of each step but the last, which returns x0^; unused when eta = 0)."""
     x = noises[0]
@@ -350,12 +369,12 @@ def ddim_sample(net: nn.Module, cond: torch.Tensor, noises: list[torch.Tensor], 
             return x0
         ratio = (s_s / s_t) ** 2 * (1 - (a_t / a_s) ** 2)
         s_eta = eta * torch.sqrt(ratio.clamp_min(0))
-        x = a_s * x0 + torch.sqrt((s_s ** 2 - s_eta ** 2).clamp_min(0)) * eps + s_eta * noises[i + 1]
+        x = a_s * x0 + torch.sqrt((s_s**2 - s_eta**2).clamp_min(0)) * eps + s_eta * noises[i + 1]
     return x
 
 
-
 # --- 4. the model: the two stages --------------------------------------------------------------
+
 
 class RealD2iff(nn.Module):
     """The coarse and fine stages. `sample` turns padded clean depth and one run's noise (drawn by
@@ -387,11 +406,17 @@ class RealD2iff(nn.Module):
         coarse = torch.zeros(B, 2, H // COARSE, W // COARSE)
         coarse[:, 1] = -1
         if self.coarse is not None:
-            coarse = ddim_sample(self.coarse, coarse_condition(cond), list(noise["coarse"]),
-                                 self.cfg.coarse_steps, self.cfg.eta)
+            coarse = ddim_sample(
+                self.coarse,
+                coarse_condition(cond),
+                list(noise["coarse"]),
+                self.cfg.coarse_steps,
+                self.cfg.eta,
+            )
         up = upsample(coarse)
         if self.fine is None or not fine:
             return up
-        x = ddim_sample(self.fine, torch.cat([cond, up], 1), list(noise["fine"]), self.cfg.fine_steps,
-                        self.cfg.eta)
+        x = ddim_sample(
+            self.fine, torch.cat([cond, up], 1), list(noise["fine"]), self.cfg.fine_steps, self.cfg.eta
+        )
         return torch.cat([x[:, :1] + up[:, :1], x[:, 1:]], 1)

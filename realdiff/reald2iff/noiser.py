@@ -7,6 +7,7 @@ Every random number derives from the frame's numpy Generator: it seeds one torch
 draws the diffusion noise, then the texture tiles, then the registration shift. A frame's output
 therefore depends on its own generator only, whatever the batch it comes in.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,15 @@ DEFAULT_WEIGHTS = PARAMS_DIR / "reald2iff.pt"
 
 
 @torch.no_grad()
-def generate(model: RealD2iff, clean: np.ndarray, rngs: list, texture: TextureStage | None = None,
-             registration: RegistrationStage | None = None, fine: bool = True,
-             focal: float | None = None) -> np.ndarray:
+def generate(
+    model: RealD2iff,
+    clean: np.ndarray,
+    rngs: list,
+    texture: TextureStage | None = None,
+    registration: RegistrationStage | None = None,
+    fine: bool = True,
+    focal: float | None = None,
+) -> np.ndarray:
     """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
     fine=False leaves the fine stage (and the texture) out; focal: the camera's focal length in
     pixels, which scales the registration shifts (default: the training camera's)."""
@@ -38,7 +45,7 @@ def generate(model: RealD2iff, clean: np.ndarray, rngs: list, texture: TextureSt
     g = torch.Generator()
     noise, tiles, shifts = [], [], []
     for rng in rngs:
-        g.manual_seed(int(rng.integers(2 ** 63)))
+        g.manual_seed(int(rng.integers(2**63)))
         noise.append(model.draw_noise(g, (Hp, Wp), fine))
         if texture is not None and fine:
             tiles.append(texture.draw(g, Hp, Wp))
@@ -66,9 +73,15 @@ class RealD2iffNoiser(NoiseModel):
     name = "reald2iff"
     version = "2"  # 2: noise from a torch generator seeded by the frame's, bfloat16 weights
 
-    def __init__(self, weights: str | None = None, coarse_steps: int | None = None,
-                 fine_steps: int | None = None, bf16: bool = True, batch: int = 32,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        weights: str | None = None,
+        coarse_steps: int | None = None,
+        fine_steps: int | None = None,
+        bf16: bool = True,
+        batch: int = 32,
+        threads: int | None = None,
+    ):
         self.weights = str(weights) if weights else None
         f = load_model(self.weights or DEFAULT_WEIGHTS)
         self.model, self.texture, self.registration, self.meta = f.model, f.texture, f.registration, f.meta
@@ -90,8 +103,14 @@ class RealD2iffNoiser(NoiseModel):
             self.name += f" ({cfg.coarse_steps}+{cfg.fine_steps} steps)"
 
     def params(self) -> dict:
-        return {"weights": self.weights, "coarse_steps": self.coarse_steps, "fine_steps": self.fine_steps,
-                "bf16": self.bf16, "batch": self.batch, "threads": self.threads}
+        return {
+            "weights": self.weights,
+            "coarse_steps": self.coarse_steps,
+            "fine_steps": self.fine_steps,
+            "bf16": self.bf16,
+            "batch": self.batch,
+            "threads": self.threads,
+        }
 
     def fingerprint(self) -> str:
         """The weights file's SHA-1 (12 hex digits): other weights under the same name or path
@@ -111,6 +130,7 @@ class RealD2iffNoiser(NoiseModel):
         n = max(1, self.batch * 128 * 128 // (depth.shape[1] * depth.shape[2]))  # bounded memory
         focal = float(K[0, 0] + K[1, 1]) / 2
         for s in range(0, len(depth), n):
-            out[s:s + n] = generate(self.model, depth[s:s + n], rngs[s:s + n], self.texture,
-                                    self.registration, focal=focal)
+            out[s : s + n] = generate(
+                self.model, depth[s : s + n], rngs[s : s + n], self.texture, self.registration, focal=focal
+            )
         return out

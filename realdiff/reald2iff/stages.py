@@ -30,6 +30,7 @@ r"""The optional stages of RealD²iff beside its diffusion stages, each with its
 Each stage draws its random numbers from the frame's torch generator after the diffusion noise
 (texture first, then registration), so a model with or without them draws the same diffusion noise.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,15 +42,20 @@ def lowpass(x: torch.Tensor, mask: torch.Tensor, sigma: float = 4.0) -> torch.Te
     (a normalised convolution: the others neither count nor dilute)."""
     k = int(3 * sigma) * 2 + 1
     t = torch.arange(k, dtype=x.dtype) - k // 2
-    w = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    w = torch.exp(-(t**2) / (2 * sigma**2))
     w = w / w.sum()
 
     def blur(a):
         a = F.conv2d(a[:, None], w.view(1, 1, 1, k), padding=(0, k // 2))
         return F.conv2d(a, w.view(1, 1, k, 1), padding=(k // 2, 0))[:, 0]
+
     m = mask.to(x.dtype)
-    return torch.cat([blur(x[i:i + 16] * m[i:i + 16]) / blur(m[i:i + 16]).clamp_min(1e-6)
-                      for i in range(0, len(x), 16)])
+    return torch.cat(
+        [
+            blur(x[i : i + 16] * m[i : i + 16]) / blur(m[i : i + 16]).clamp_min(1e-6)
+            for i in range(0, len(x), 16)
+        ]
+    )
 
 
 def near_edges(clean: torch.Tensor, holes: torch.Tensor, jump: float = 0.02, px: int = 3) -> torch.Tensor:
@@ -64,10 +70,10 @@ def near_edges(clean: torch.Tensor, holes: torch.Tensor, jump: float = 0.02, px:
     p = F.pad(edge, (px,) * 4, value=True)  # the border counts as an edge
     rows = p[:, :, :W].clone()  # a square dilation as shifted ORs, along rows then columns
     for i in range(1, 2 * px + 1):
-        rows |= p[:, :, i:i + W]
+        rows |= p[:, :, i : i + W]
     out = rows[:, :H].clone()
     for i in range(1, 2 * px + 1):
-        out |= rows[:, i:i + H]
+        out |= rows[:, i : i + H]
     return out
 
 
@@ -80,19 +86,21 @@ def flat_texture(clean: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor,
     return torch.where(flat, res - lowpass(res, reads), 0.0), flat
 
 
-def texture_tiles(clean: torch.Tensor, real: torch.Tensor, size: int = 64, min_flat: float = 0.98) -> torch.Tensor:
+def texture_tiles(
+    clean: torch.Tensor, real: torch.Tensor, size: int = 64, min_flat: float = 0.98
+) -> torch.Tensor:
     """Every size x size tile (on a grid of half-tile steps) of flat_texture(clean, real) that is
     flat over at least min_flat of its pixels. clean, real: (N, H, W) metres (real dequantised).
     Returns (n, size, size)."""
     tiles = []
     for s in range(0, len(clean), 16):
-        c = clean[s:s + 16]
-        band, flat = flat_texture(c, real[s:s + 16])
+        c = clean[s : s + 16]
+        band, flat = flat_texture(c, real[s : s + 16])
         H, W = c.shape[1:]
         for y in range(0, H - size + 1, size // 2):
             for x in range(0, W - size + 1, size // 2):
-                ok = flat[:, y:y + size, x:x + size].float().mean((1, 2)) >= min_flat
-                tiles.append(band[ok, y:y + size, x:x + size])
+                ok = flat[:, y : y + size, x : x + size].float().mean((1, 2)) >= min_flat
+                tiles.append(band[ok, y : y + size, x : x + size])
     return torch.cat(tiles) if tiles else torch.zeros(0, size, size)
 
 
@@ -125,15 +133,35 @@ def fit_shifts(clean: torch.Tensor, real: torch.Tensor, radius: int = 6, px: int
     out = []
     k = 2 * radius + 1
     for s in range(0, len(clean), 16):
-        c, z = clean[s:s + 16], real[s:s + 16]
+        c, z = clean[s : s + 16], real[s : s + 16]
         H, W = c.shape[1:]
         m = near_edges(c, torch.zeros_like(c, dtype=torch.bool), px=px) & (z > 0) & (c > 0)
-        m[:, :radius], m[:, H - radius:], m[:, :, :radius], m[:, :, W - radius:] = False, False, False, False
+        m[:, :radius], m[:, H - radius :], m[:, :, :radius], m[:, :, W - radius :] = (
+            False,
+            False,
+            False,
+            False,
+        )
         n = m.sum((1, 2)).clamp_min(1)
         p = F.pad(c[:, None], (radius,) * 4, mode="replicate")[:, 0]
-        cost = torch.stack([(torch.where(m, ((z - p[:, radius + dy:radius + dy + H, radius + dx:radius + dx + W]).abs()
-                                              / z.clamp_min(1e-3)).clamp_max(0.1), 0.0)).sum((1, 2)) / n
-                            for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], 1)
+        cost = torch.stack(
+            [
+                (
+                    torch.where(
+                        m,
+                        (
+                            (z - p[:, radius + dy : radius + dy + H, radius + dx : radius + dx + W]).abs()
+                            / z.clamp_min(1e-3)
+                        ).clamp_max(0.1),
+                        0.0,
+                    )
+                ).sum((1, 2))
+                / n
+                for dy in range(-radius, radius + 1)
+                for dx in range(-radius, radius + 1)
+            ],
+            1,
+        )
         best = torch.where(m.flatten(1).any(1), cost.argmin(1), (k * k) // 2)  # (0, 0) is the centre
         out.append(torch.stack([best // k - radius, best % k - radius], 1))
     return torch.cat(out) if out else torch.zeros(0, 2, dtype=torch.long)
@@ -154,7 +182,9 @@ class TextureStage:
         n = -(-H // self.size) * -(-W // self.size)
         return torch.randint(len(self.bank), (n,), generator=g), torch.randint(2, (n,), generator=g)
 
-    def field(self, pick: torch.Tensor, turn: torch.Tensor, clean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def field(
+        self, pick: torch.Tensor, turn: torch.Tensor, clean: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         """The texture (B, H, W) to add to the inverse depth of frames with clean depth (B, H, W)
         and generated (y, h) x: the drawn tiles where the pixel is flat, 0 elsewhere."""
         H, W = clean.shape[-2:]

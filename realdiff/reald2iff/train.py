@@ -8,6 +8,7 @@ frames of the validation split and the realism benchmark's fast metrics are logg
 same command after a kill resumes where it stopped. The result, `<out>`, holds the EMA weights and
 the config; it is written last.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,21 @@ from realdiff import metrics
 from realdiff.pairs import load_split
 from realdiff.reald2iff.checkpoint import ModelFile, load_model, save_model
 from realdiff.reald2iff.config import COARSE, PAD, TrainConfig
-from realdiff.reald2iff.model import (RealD2iff, alpha_sigma, coarse_condition, coarse_target, dequantise,
-                                      discrepancy_weight, encode_condition, encode_target, fgs_loss,
-                                      fit_levels, q_sample, upsample, weighted_mse)
+from realdiff.reald2iff.model import (
+    RealD2iff,
+    alpha_sigma,
+    coarse_condition,
+    coarse_target,
+    dequantise,
+    discrepancy_weight,
+    encode_condition,
+    encode_target,
+    fgs_loss,
+    fit_levels,
+    q_sample,
+    upsample,
+    weighted_mse,
+)
 from realdiff.reald2iff.noiser import generate
 from realdiff.reald2iff.stages import RegistrationStage, TextureStage, fit_shifts, texture_tiles
 
@@ -43,7 +56,7 @@ class PairData:
             clean, real, self.ids = clean[:frames], real[:frames], self.ids[:frames]
         H, W = clean.shape[1:]
         if H % PAD or W % PAD:  # crop to a multiple of the networks' granularity
-            clean, real = clean[:, :H - H % PAD, :W - W % PAD], real[:, :H - H % PAD, :W - W % PAD]
+            clean, real = clean[:, : H - H % PAD, : W - W % PAD], real[:, : H - H % PAD, : W - W % PAD]
         self.clean = torch.from_numpy(np.ascontiguousarray(clean))
         self.real = torch.from_numpy(np.ascontiguousarray(real))
         self.target_real = self.real
@@ -51,8 +64,9 @@ class PairData:
     def use_levels(self, levels: tuple, radius: int = 2) -> None:
         """Train on real depth with the readout banding of these levels undone (radius 0: as read)."""
         if radius > 0:
-            self.target_real = torch.cat([dequantise(self.real[s:s + 16], levels, radius)
-                                          for s in range(0, len(self.real), 16)])
+            self.target_real = torch.cat(
+                [dequantise(self.real[s : s + 16], levels, radius) for s in range(0, len(self.real), 16)]
+            )
 
     def __len__(self):
         return len(self.clean)
@@ -61,7 +75,7 @@ class PairData:
         """(coarse condition, coarse target) of every frame, (N, 2, H/4, W/4) each."""
         conds, targets = [], []
         for s in range(0, len(self), chunk):
-            c, r = self.clean[s:s + chunk], self.target_real[s:s + chunk]
+            c, r = self.clean[s : s + chunk], self.target_real[s : s + chunk]
             cond = encode_condition(c)
             conds.append(coarse_condition(cond))
             targets.append(coarse_target(encode_target(c, r), cond))
@@ -73,29 +87,49 @@ class PairData:
         i = rng.integers(0, N, batch)
         y = rng.integers(0, (H - patch) // COARSE + 1, batch) * COARSE  # coarse blocks stay aligned
         x = rng.integers(0, (W - patch) // COARSE + 1, batch) * COARSE
-        c = torch.stack([self.clean[a, b:b + patch, d:d + patch] for a, b, d in zip(i, y, x)])
-        r = torch.stack([self.target_real[a, b:b + patch, d:d + patch] for a, b, d in zip(i, y, x)])
+        c = torch.stack([self.clean[a, b : b + patch, d : d + patch] for a, b, d in zip(i, y, x)])
+        r = torch.stack([self.target_real[a, b : b + patch, d : d + patch] for a, b, d in zip(i, y, x)])
         cond, target = encode_condition(c), encode_target(c, r)
         return cond, target, coarse_target(target, cond)
 
 
-def validate(model: RealD2iff, val: PairData, seed: int, fine: bool = True,
-             texture: TextureStage | None = None, registration: RegistrationStage | None = None) -> dict:
+def validate(
+    model: RealD2iff,
+    val: PairData,
+    seed: int,
+    fine: bool = True,
+    texture: TextureStage | None = None,
+    registration: RegistrationStage | None = None,
+) -> dict:
     """Fast realism metrics of `model` (with these stages) on the frames of `val` (fine=False: of
     its coarse stage alone, while that is the one training)."""
     model.eval()
     clean = val.clean.numpy()
     rngs = [np.random.default_rng([seed, int(i)]) for i in val.ids]
-    gen = np.concatenate([generate(model, clean[s:s + 4], rngs[s:s + 4], texture, registration, fine=fine)
-                          for s in range(0, len(clean), 4)])
+    gen = np.concatenate(
+        [
+            generate(model, clean[s : s + 4], rngs[s : s + 4], texture, registration, fine=fine)
+            for s in range(0, len(clean), 4)
+        ]
+    )
     s = metrics.score(clean, val.real.numpy(), gen, two_sample=False, seed=seed)
     return {k: round(float(v), 4) for k, v in s.items()}
 
 
 # --- training ------------------------------------------------------------------------------------
 
-def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairData, val: PairData,
-                cfg: TrainConfig, work: Path, progress: bool = True, log=None) -> list[float]:
+
+def train_stage(
+    stage: str,
+    model: RealD2iff,
+    ema_model: RealD2iff,
+    data: PairData,
+    val: PairData,
+    cfg: TrainConfig,
+    work: Path,
+    progress: bool = True,
+    log=None,
+) -> list[float]:
     """Train one stage ('coarse' or 'fine') in place, resuming from work/<stage>.pt; returns losses."""
     net, ema = getattr(model, stage), getattr(ema_model, stage)
     dev = torch.device(cfg.device)
@@ -103,8 +137,20 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng([cfg.seed, 0 if stage == "coarse" else 1])
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(net, ema, opt, rng, total=total, lr=cfg.lr, warmup=cfg.warmup, ckpt=work / f"{stage}.pt",
-                      config=cfg.to_dict(), ckpt_every=cfg.ckpt_every, ema_decay=ema_warmup(cfg.ema), clip=1.0)
+    trainer = Trainer(
+        net,
+        ema,
+        opt,
+        rng,
+        total=total,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        ckpt=work / f"{stage}.pt",
+        config=cfg.to_dict(),
+        ckpt_every=cfg.ckpt_every,
+        ema_decay=ema_warmup(cfg.ema),
+        clip=1.0,
+    )
     if trainer.step >= total:
         return []
     if stage == "coarse":
@@ -142,7 +188,14 @@ def train_stage(stage: str, model: RealD2iff, ema_model: RealD2iff, data: PairDa
             net.train()
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", w1=m["residual_w1_mm"], f1=m["hole_f1"])
             if log:
-                log({"stage": stage, "step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every:])), **m})
+                log(
+                    {
+                        "stage": stage,
+                        "step": trainer.step,
+                        "loss": float(np.mean(losses[-cfg.val_every :])),
+                        **m,
+                    }
+                )
     bar.close()
     net.cpu()
     return losses
@@ -161,8 +214,10 @@ def _copied_stages(cfg: TrainConfig, coarse_from: str | None, fine_from: str | N
         if getattr(src.cfg, stage) != getattr(cfg.model, stage):
             raise ValueError(f"{src_path}: its {stage} stage does not match this config's")
         if stage == "fine" and (src.coarse is None) != (cfg.model.coarse is None):
-            raise ValueError(f"{src_path}: its fine stage was trained "
-                             f"{'without' if src.coarse is None else 'with'} a coarse stage")
+            raise ValueError(
+                f"{src_path}: its fine stage was trained "
+                f"{'without' if src.coarse is None else 'with'} a coarse stage"
+            )
         if stage == "coarse":
             cfg.model.coarse_steps, cfg.model.eta = src.cfg.coarse_steps, src.cfg.eta
         else:
@@ -171,8 +226,14 @@ def _copied_stages(cfg: TrainConfig, coarse_from: str | None, fine_from: str | N
     return sources
 
 
-def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_from: str | None = None,
-          progress: bool = True) -> dict:
+def train(
+    pairs,
+    out,
+    cfg: TrainConfig,
+    coarse_from: str | None = None,
+    fine_from: str | None = None,
+    progress: bool = True,
+) -> dict:
     """Train both stages (except one copied from another model file with coarse_from / fine_from,
     with its sampling steps, and for the coarse stage its eta: the fine stage is trained on the real
     coarse residual, so the stages are independent) and write the model, EMA weights, to `out`."""
@@ -207,10 +268,14 @@ def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_fro
                 losses[stage] = train_stage(stage, model, ema_model, data, val, cfg, work, progress, log)
     finally:
         log.close()
-    meta = {"pairs": str(pairs), "train_frames": len(data), "K": data.K.tolist(),
-            "train_config": json.dumps(cfg.to_dict()),
-            "copied": json.dumps({stage: p for stage, (_, p) in sources.items()}),
-            "train_seconds": round(time.time() - t0, 1)}
+    meta = {
+        "pairs": str(pairs),
+        "train_frames": len(data),
+        "K": data.K.tolist(),
+        "train_config": json.dumps(cfg.to_dict()),
+        "copied": json.dumps({stage: p for stage, (_, p) in sources.items()}),
+        "train_seconds": round(time.time() - t0, 1),
+    }
     meta["val"] = json.dumps(validate(ema_model, val, cfg.seed))  # the finished model's fast metrics
     save_model(ema_model, out, meta)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "meta": meta}
@@ -218,8 +283,10 @@ def train(pairs, out, cfg: TrainConfig, coarse_from: str | None = None, fine_fro
 
 # --- adding a stage ------------------------------------------------------------------------------
 
-def add_texture(pairs, model_path, out, tiles: int = 256, size: int = 64, seed: int = 0,
-                name: str | None = None) -> dict:
+
+def add_texture(
+    pairs, model_path, out, tiles: int = 256, size: int = 64, seed: int = 0, name: str | None = None
+) -> dict:
     """Give a trained model the sensor-texture stage (stages.py, 1): cut the flat tiles of the train
     split's dequantised real residual, keep `tiles` of them at random, and write the model with the
     bank to `out` (its name + "-texture" unless `name`)."""
@@ -234,14 +301,27 @@ def add_texture(pairs, model_path, out, tiles: int = 256, size: int = 64, seed: 
     data.use_levels(f.model.cfg.levels, radius)
     bank = texture_tiles(data.clean, data.target_real, size)
     if len(bank) == 0:
-        raise ValueError(f"{pairs}: no {size}x{size} tile of the train split is flat enough for a texture bank")
+        raise ValueError(
+            f"{pairs}: no {size}x{size} tile of the train split is flat enough for a texture bank"
+        )
     keep = np.sort(np.random.default_rng(seed).permutation(len(bank))[:tiles])
     f.texture = TextureStage(bank[torch.from_numpy(keep)])
-    info = {"pairs": str(pairs), "model": str(model_path), "tiles": len(keep), "of": len(bank), "size": size,
-            "seed": seed}
+    info = {
+        "pairs": str(pairs),
+        "model": str(model_path),
+        "tiles": len(keep),
+        "of": len(bank),
+        "size": size,
+        "seed": seed,
+    }
     meta = _save_with_stage(f, pairs, out, name or f"{f.model.cfg.name}-texture", "texture_from", info, seed)
-    return {"out": str(out), "tiles": len(keep), "candidates": len(bank), "seconds": time.time() - t0,
-            "meta": meta}
+    return {
+        "out": str(out),
+        "tiles": len(keep),
+        "candidates": len(bank),
+        "seconds": time.time() - t0,
+        "meta": meta,
+    }
 
 
 def add_registration(pairs, model_path, out, radius: int = 6, name: str | None = None) -> dict:
@@ -257,9 +337,15 @@ def add_registration(pairs, model_path, out, radius: int = 6, name: str | None =
     data = PairData(pairs, "train")
     shifts = fit_shifts(data.clean, data.real, radius)
     f.registration = RegistrationStage(shifts.float(), float(data.K[0][0] + data.K[1][1]) / 2)
-    stats = {"pairs": str(pairs), "model": str(model_path), "radius": radius, "frames": len(shifts),
-             "mean": shifts.float().mean(0).tolist(), "std": shifts.float().std(0).tolist(),
-             "at_radius": float((shifts.abs() == radius).any(1).float().mean())}
+    stats = {
+        "pairs": str(pairs),
+        "model": str(model_path),
+        "radius": radius,
+        "frames": len(shifts),
+        "mean": shifts.float().mean(0).tolist(),
+        "std": shifts.float().std(0).tolist(),
+        "at_radius": float((shifts.abs() == radius).any(1).float().mean()),
+    }
     meta = _save_with_stage(f, pairs, out, name or f"{f.model.cfg.name}-shift", "shifts_from", stats)
     return {"out": str(out), "seconds": time.time() - t0, "stats": stats, "meta": meta}
 

@@ -12,11 +12,30 @@
 `load_noiser(name_or_path)` gives any of them (with the parameters fitted to real Kinect pairs in
 realdiff/params/ where they exist); `as_noiser(f)` wraps a plain function f(depth, K, rng).
 """
+
 from realdiff.sensors.base import NoiseModel, as_noiser, validate_depth, validate_K
 from realdiff.sensors.range_scaled import RangeScaled, parse_range_scale, per_camera
-from realdiff.sensors.registry import (COMMITTED_MODELS, DEFAULT_NOISER, NOISERS, PARAMS_DIR, from_json,
-                                       load_noiser)
+from realdiff.sensors.registry import (
+    COMMITTED_MODELS,
+    DEFAULT_NOISER,
+    NOISERS,
+    PARAMS_DIR,
+    from_json,
+    load_noiser,
+)
 
-__all__ = ["COMMITTED_MODELS", "DEFAULT_NOISER", "NOISERS", "PARAMS_DIR", "NoiseModel", "RangeScaled",
-           "as_noiser", "from_json", "load_noiser", "parse_range_scale", "per_camera", "validate_K",
-           "validate_depth"]
+__all__ = [
+    "COMMITTED_MODELS",
+    "DEFAULT_NOISER",
+    "NOISERS",
+    "PARAMS_DIR",
+    "NoiseModel",
+    "RangeScaled",
+    "as_noiser",
+    "from_json",
+    "load_noiser",
+    "parse_range_scale",
+    "per_camera",
+    "validate_K",
+    "validate_depth",
+]

@@ -14,6 +14,7 @@ A pixel drops out with probability 1 - (1 - p_drop)(1 - p_theta), where p_theta 
 0 at ``grazing_start_deg`` to 1 at 90 degrees. The lateral noise is given in pixels of the 585 px
 Kinect image and scaled by fx / sensor_fx, so it is the same in metres at any resolution.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,16 @@ import math
 import numpy as np
 
 from realdiff.sensors.base import NoiseModel, check_pairs, require
-from realdiff.sensors.numerics import (KINECT_FX, MAX_FIT_PIXELS, frame_subset, incidence_angle, inliers,
-                                       jitter_nearest, paired_pixels, robust_std)
+from realdiff.sensors.numerics import (
+    KINECT_FX,
+    MAX_FIT_PIXELS,
+    frame_subset,
+    incidence_angle,
+    inliers,
+    jitter_nearest,
+    paired_pixels,
+    robust_std,
+)
 
 
 @dataclasses.dataclass(repr=False)
@@ -65,8 +74,9 @@ class AxialLateral(NoiseModel):
         """sigma_z(z, theta) in metres (without axial_scale), theta clipped to theta_max_deg."""
         t = np.minimum(theta, np.float32(math.radians(self.theta_max_deg)))
         z = np.where(z > 0, z, 1).astype(np.float32)
-        return (self.a + self.b * (z - self.c) ** 2
-                + self.d / np.sqrt(z) * t ** 2 / (np.pi / 2 - t) ** 2).astype(np.float32)
+        return (
+            self.a + self.b * (z - self.c) ** 2 + self.d / np.sqrt(z) * t**2 / (np.pi / 2 - t) ** 2
+        ).astype(np.float32)
 
     def lateral_sigma_px(self, theta: np.ndarray) -> np.ndarray:
         """sigma_L(theta) in pixels of the sensor_fx image, theta clipped to theta_max_deg."""

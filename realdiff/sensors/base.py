@@ -16,6 +16,7 @@ it (with the same input and output checks). Models are saved with ``model.to_jso
 ``realdiff.sensors.load_noiser(name_or_path)``; ``Model.fit(clean, real, K)`` estimates a model's
 parameters from pairs of clean and real sensor depth.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"  # fitted parameters and committed weights
+
 
 def validate_depth(depth: Any) -> np.ndarray:
     """Check a depth batch: numpy float32 (B, H, W), finite, >= 0 (0 = no reading). Returns it."""
@@ -63,8 +65,9 @@ def validate_K(K: Any) -> np.ndarray:
 
 def validate_rng(rng: Any) -> None:
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                         f"got {type(rng).__name__}")
+        raise ValueError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
+        )
 
 
 def check_output(out: Any, depth: np.ndarray, name: str) -> np.ndarray:
@@ -94,7 +97,6 @@ def check_pairs(clean: Any, real: Any, K: Any) -> np.ndarray:
     if clean.shape != real.shape:
         raise ValueError(f"clean and real depth differ in shape: {clean.shape} vs {real.shape}")
     return validate_K(K)
-
 
 
 class NoiseModel(ABC):
@@ -167,7 +169,7 @@ class NoiseModel(ABC):
 
     def _noisify_frames(self, depth: np.ndarray, K: np.ndarray, rngs: list) -> np.ndarray:
         """Frame by frame; models that batch frames (RealD²iff) override this."""
-        return np.concatenate([self._noisify(depth[i:i + 1], K, rng) for i, rng in enumerate(rngs)])
+        return np.concatenate([self._noisify(depth[i : i + 1], K, rng) for i, rng in enumerate(rngs)])
 
     @abstractmethod
     def _noisify(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -180,8 +182,9 @@ class NoiseModel(ABC):
 
     def to_json(self) -> str:
         """The model as JSON: {"name", "version", "params"}; ``load_noiser(path)`` reads it back."""
-        return json.dumps({"name": type(self).name, "version": self.version, "params": self.params()},
-                          indent=2)  # the class's registered name (an instance may carry a label)
+        return json.dumps(
+            {"name": type(self).name, "version": self.version, "params": self.params()}, indent=2
+        )  # the class's registered name (an instance may carry a label)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

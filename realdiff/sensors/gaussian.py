@@ -1,4 +1,5 @@
 """``gaussian``: z' = z + N(0, sigma^2) on valid pixels; a value <= 0 becomes 0 (no reading)."""
+
 from __future__ import annotations
 
 import dataclasses

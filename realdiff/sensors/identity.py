@@ -1,4 +1,5 @@
 """``identity``: the clean depth, unchanged."""
+
 from __future__ import annotations
 
 import dataclasses

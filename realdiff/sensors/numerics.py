@@ -1,5 +1,6 @@
 """Numerics the noise models share: robust residual statistics for fitting, surface incidence
 angles and nearest-pixel lateral jitter."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,6 @@ def incidence_angle(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
         cos = np.divide(num, den, out=np.ones_like(num), where=den > 0)
         theta[i] = np.arccos(np.clip(cos, 0.0, 1.0))
     return theta
-
-
 
 
 def jitter_nearest(arrays: list, sigma_v, sigma_u, rng: np.random.Generator, rows=None, cols=None) -> list:

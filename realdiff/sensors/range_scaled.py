@@ -5,6 +5,7 @@ For the structured-light model this is exactly the same sensor with baseline S b
 S [min, max] (similar triangles): how a short-range wrist camera gets a sensor from models of a
 room-scale one.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,10 +60,13 @@ def per_camera(model: NoiseModel | None, cameras, range_scale: dict | None = Non
     scale = range_scale or {}
     unknown = sorted(set(scale) - set(cameras))
     if unknown:
-        raise ValueError(f"--range-scale names {', '.join(unknown)}, not among the cameras "
-                         f"({', '.join(cameras)})")
-    return {c: model if model is None or scale.get(c, 1) == 1 else RangeScaled(base=model, scale=scale[c])
-            for c in cameras}
+        raise ValueError(
+            f"--range-scale names {', '.join(unknown)}, not among the cameras ({', '.join(cameras)})"
+        )
+    return {
+        c: model if model is None or scale.get(c, 1) == 1 else RangeScaled(base=model, scale=scale[c])
+        for c in cameras
+    }
 
 
 def parse_range_scale(text: str | None) -> dict:
@@ -77,7 +81,8 @@ def parse_range_scale(text: str | None) -> dict:
         except ValueError:
             s = float("nan")
         if not sep or not cam.strip() or not (math.isfinite(s) and s > 0):
-            raise ValueError(f"--range-scale {item.strip()!r}: use CAMERA=SCALE with SCALE > 0, "
-                             "e.g. wrist=0.1")
+            raise ValueError(
+                f"--range-scale {item.strip()!r}: use CAMERA=SCALE with SCALE > 0, e.g. wrist=0.1"
+            )
         out[cam.strip()] = s
     return out

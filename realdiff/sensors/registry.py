@@ -1,4 +1,5 @@
 """The registry of noise models: by name, from a saved .json, or a RealD²iff .pt file."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from realdiff.sensors.identity import Identity
 from realdiff.sensors.range_scaled import RangeScaled
 from realdiff.sensors.structured_light import StructuredLight
 
-NOISERS: dict[str, type] = {m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight,
-                                                 RealD2iffNoiser)}
+NOISERS: dict[str, type] = {
+    m.name: m for m in (Identity, Gaussian, AxialLateral, StructuredLight, RealD2iffNoiser)
+}
 WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model: from_json only
 # RealD²iff weights committed beside params/reald2iff.pt (the name reald2iff), loadable by name
 # (docs/reald2iff.md): reald2iff-full (the full-size model, 4 ancestral coarse steps),
@@ -59,5 +61,7 @@ def load_noiser(name_or_path) -> NoiseModel:
         return from_json(Path(key).read_text())
     if key.endswith(".pt"):
         return RealD2iffNoiser(weights=key)  # ValueError if it is missing or not a model
-    raise ValueError(f"unknown noise model {key!r}: use one of {', '.join([*NOISERS, *COMMITTED_MODELS])}, "
-                     "the path of a .json file written by to_json(), or a .pt model from `realdiff train`")
+    raise ValueError(
+        f"unknown noise model {key!r}: use one of {', '.join([*NOISERS, *COMMITTED_MODELS])}, "
+        "the path of a .json file written by to_json(), or a .pt model from `realdiff train`"
+    )

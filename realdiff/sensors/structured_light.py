@@ -30,6 +30,7 @@ pixel across depth steps and holes), simulated there, and each image pixel reads
 at its centre, as a real sensor's image resized to the camera's would. Its dot pattern, window and
 disparity-range test are therefore the same size in degrees at every resolution.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,15 @@ import numpy as np
 from scipy import ndimage
 
 from realdiff.sensors.base import NoiseModel, check_pairs, require, validate_depth, validate_K
-from realdiff.sensors.numerics import (KINECT_BASELINE_M, KINECT_FX, frame_subset, inliers, jitter_nearest,
-                                       paired_pixels, robust_std)
+from realdiff.sensors.numerics import (
+    KINECT_BASELINE_M,
+    KINECT_FX,
+    frame_subset,
+    inliers,
+    jitter_nearest,
+    paired_pixels,
+    robust_std,
+)
 
 
 def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
@@ -117,10 +125,11 @@ class StructuredLight(NoiseModel):
             require(getattr(self, key) >= 0, f"structured-light: {key} must be >= 0")
         require(0 <= self.dot_density <= 1, "structured-light: dot_density must be in [0, 1]")
         require(0 <= self.p_drop <= 1, "structured-light: p_drop must be in [0, 1]")
-        require(self.window_px >= 1 and self.window_px % 2 == 1,
-                 "structured-light: window_px must be an odd number >= 1")
-        require(self.max_depth_m > self.min_depth_m,
-                 "structured-light: max_depth_m must be > min_depth_m")
+        require(
+            self.window_px >= 1 and self.window_px % 2 == 1,
+            "structured-light: window_px must be an odd number >= 1",
+        )
+        require(self.max_depth_m > self.min_depth_m, "structured-light: max_depth_m must be > min_depth_m")
 
     def dot_pattern(self, H: int, W: int) -> np.ndarray:
         """The fixed projector dot pattern (bool, H x 2W projector columns; column p is at index
@@ -162,8 +171,12 @@ class StructuredLight(NoiseModel):
         Hs, Ws = max(1, round(H * sy)), max(1, round(W * sx))
         if abs(sx - 1) < 1e-3 and abs(sy - 1) < 1e-3:
             Hs, Ws = H, W
-        return ((Hs, Ws), _resampled_K(K, Ws / W, Hs / H), _nearest_index(H, Hs)[:, None],
-                _nearest_index(W, Ws)[None, :])
+        return (
+            (Hs, Ws),
+            _resampled_K(K, Ws / W, Hs / H),
+            _nearest_index(H, Hs)[:, None],
+            _nearest_index(W, Ws)[None, :],
+        )
 
     def _to_sensor(self, depth: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
         """Depth (B, H, W) resampled onto an Hs x Ws grid over the same field of view. Onto a finer
@@ -183,10 +196,12 @@ class StructuredLight(NoiseModel):
         corners = [top[:, :, c0], top[:, :, c1], bottom[:, :, c0], bottom[:, :, c1]]
         lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
         wx, wy = wx[None, None, :], wy[None, :, None]
-        lerp = ((1 - wy) * ((1 - wx) * corners[0] + wx * corners[1])
-                + wy * ((1 - wx) * corners[2] + wx * corners[3]))
-        smooth = (lo > 0) & ((hi - lo) * np.float32(self.baseline_m * self.sensor_fx)
-                             <= self.max_disparity_range_px)
+        lerp = (1 - wy) * ((1 - wx) * corners[0] + wx * corners[1]) + wy * (
+            (1 - wx) * corners[2] + wx * corners[3]
+        )
+        smooth = (lo > 0) & (
+            (hi - lo) * np.float32(self.baseline_m * self.sensor_fx) <= self.max_disparity_range_px
+        )
         return np.where(smooth, 1 / np.where(smooth, lerp, 1), nearest).astype(np.float32)
 
     def _simulate(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator | None):
@@ -198,7 +213,7 @@ class StructuredLight(NoiseModel):
         step = len(depth) if native else max(1, _SENSOR_CHUNK_PIXELS // (Hs * Ws))
         masks, readings = [], []
         for i in range(0, len(depth), step):
-            d = self._disparity(self._to_sensor(depth[i:i + step], Hs, Ws), Ks[0, 0])
+            d = self._disparity(self._to_sensor(depth[i : i + step], Hs, Ws), Ks[0, 0])
             m = self._masks(d)
             masks.append({k: v[:, rows, cols] for k, v in m.items()})
             if rng is not None:
@@ -218,8 +233,15 @@ class StructuredLight(NoiseModel):
         dropped = rng.random(D.shape, dtype=np.float32) < self.p_drop
         z = np.float32(self.baseline_m * self.sensor_fx) / np.where(D > 0, D, 1)
         invalid = (m["shadow"] | m["few_dots"] | m["discontinuity"])[:, rows, cols]
-        keep = ((d[:, rows, cols] > 0) & (d_read > 0) & (D > 0) & ~dropped & (z >= self.min_depth_m)
-                & (z <= self.max_depth_m) & ~invalid)
+        keep = (
+            (d[:, rows, cols] > 0)
+            & (d_read > 0)
+            & (D > 0)
+            & ~dropped
+            & (z >= self.min_depth_m)
+            & (z <= self.max_depth_m)
+            & ~invalid
+        )
         return np.where(keep, z, 0).astype(np.float32)
 
     def masks(self, depth: np.ndarray, K: np.ndarray) -> dict:
