@@ -1,7 +1,8 @@
 """The command-line style of simgen, realdiff and policies, written once.
 
 - `Parser`: argparse whose usage mistakes are one line on stderr and exit code 2.
-- `option`: a flag whose default and help come from a config dataclass field (stated once there).
+- `option`: a flag whose default and help come from a config dataclass's field or a function's
+  parameter (stated once there).
 - `quiet`: the `--quiet` flag every long-running command has (no progress bar).
 - `run`: calls the chosen command; a user's mistake (ValueError, OSError) is one line
   `PROG: error: ...` and exit code 2, a run whose worker failed midway (procs.WorkerFailed) one
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -36,11 +38,17 @@ def field_default(cls, name: str):
     return dataclasses.MISSING
 
 
-def option(parser: argparse.ArgumentParser, cls, name: str, help: str, flag: str | None = None, **kw) -> None:
-    """Add `--name` (or `flag`) for field `name` of config dataclass `cls`: its type is the
-    default's, its help ends with that default. The parsed value is None when the flag is not
-    given, so the config's own default applies (see `given`)."""
-    default = field_default(cls, name)
+def option(
+    parser: argparse.ArgumentParser, source, name: str, help: str, flag: str | None = None, **kw
+) -> None:
+    """Add `--name` (or `flag`) for `name`, a field of config dataclass `source` or a parameter of
+    function `source`, stated once there: the flag's type is the default's and its help ends with
+    that default. For a dataclass the parsed value is None unless the flag is given, so the
+    config's own default applies (see `given`); for a function it is the parameter's default."""
+    if dataclasses.is_dataclass(source):
+        default, parsed_default = field_default(source, name), None
+    else:
+        default = parsed_default = inspect.signature(source).parameters[name].default
     if isinstance(default, bool):
         shown = "on" if default else "off"
     elif isinstance(default, tuple):
@@ -52,7 +60,11 @@ def option(parser: argparse.ArgumentParser, cls, name: str, help: str, flag: str
     elif "type" not in kw and "action" not in kw and default not in (None, dataclasses.MISSING):
         kw["type"] = type(default)
     parser.add_argument(
-        flag or "--" + name.replace("_", "-"), dest=name, default=None, help=f"{help} (default {shown})", **kw
+        flag or "--" + name.replace("_", "-"),
+        dest=name,
+        default=parsed_default,
+        help=f"{help} (default {shown})",
+        **kw,
     )
 
 

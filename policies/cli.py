@@ -64,7 +64,7 @@ def cmd_eval(a) -> int:
 
 
 def build_parser() -> Parser:
-    from policies.evaluate import DEFAULT_EVAL_SEED
+    from policies.evaluate import evaluate
     from realdiff.cli import RANGE_SCALE_HELP
 
     ap = Parser(prog="policies", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,28 +94,20 @@ def build_parser() -> Parser:
     e = sub.add_parser("eval", help="closed-loop success rate of a trained policy under a sensor")
     e.add_argument("run", help="run folder from `policies train`")
     e.add_argument("--task", required=True, help="task to roll out (must be the run's)")
-    e.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
-    e.add_argument(
-        "--sensor",
-        default="clean",
-        help="clean, noiser:NAME (e.g. noiser:structured-light, noiser:reald2iff) or "
-        "module:function (f(depth, K, rng) -> noisy depth) (default clean)",
+    option(e, evaluate, "episodes", "episodes")
+    option(
+        e,
+        evaluate,
+        "sensor",
+        "clean, noiser:NAME (e.g. noiser:structured-light, noiser:reald2iff) or "
+        "module:function (f(depth, K, rng) -> noisy depth)",
     )
     e.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
-    e.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_EVAL_SEED,
-        help=f"episode i uses task seed SEED + i (default {DEFAULT_EVAL_SEED})",
-    )
-    e.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    e.add_argument(
-        "--max-steps", type=int, default=None, help="control steps per episode (default: the task's)"
-    )
-    e.add_argument("--videos", type=int, default=3, help="episodes written as MP4 (default 3)")
-    e.add_argument(
-        "--out", default=None, help="folder for results.json and videos (default RUN/eval/TASK_SENSOR)"
-    )
+    option(e, evaluate, "seed", "episode i uses task seed SEED + i")
+    option(e, evaluate, "workers", "processes (none: all cores)", type=int)
+    option(e, evaluate, "max_steps", "control steps per episode (none: the task's)", type=int)
+    option(e, evaluate, "videos", "episodes written as MP4")
+    option(e, evaluate, "out", "folder for results.json and videos (none: RUN/eval/TASK_SENSOR)", type=str)
     quiet(e)
     e.set_defaults(func=cmd_eval)
     return ap

@@ -102,7 +102,7 @@ def cmd_noisify(args) -> int:
         args.store,
         noiser=args.noiser,
         cameras=cams,
-        suffix=args.out_key,
+        suffix=args.suffix,
         seed=args.seed,
         overwrite=args.overwrite,
         workers=args.workers,
@@ -144,6 +144,10 @@ RANGE_SCALE_HELP = (
 
 
 def build_parser() -> Parser:
+    from realdiff.evaluate import evaluate
+    from realdiff.noisify import noisify_store
+    from realdiff.pairs import make_pairs
+
     p = Parser(prog="realdiff", description="Real sensor depth versus clean simulated depth.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser(
@@ -161,20 +165,10 @@ def build_parser() -> Parser:
         help="scene mesh (any format trimesh reads), metres, in the poses' world frame",
     )
     r.add_argument("--out", required=True, help="pair store to create (must not exist)")
-    r.add_argument(
-        "--depth-scale",
-        type=float,
-        default=0.001,
-        help="metres per depth PNG unit (default 0.001: millimetres)",
-    )
-    r.add_argument("--sensor", default="kinect-v1", help="sensor name recorded in the store")
-    r.add_argument("--source", default=None, help="source name recorded (default: the folder)")
-    r.add_argument(
-        "--val-from",
-        type=int,
-        default=600,
-        help="frames with id >= this are the validation split (default 600)",
-    )
+    option(r, make_pairs, "depth_scale", "metres per depth PNG unit (0.001: millimetres)")
+    option(r, make_pairs, "sensor", "sensor name recorded in the store")
+    option(r, make_pairs, "source", "source name recorded (none: the folder)", type=str)
+    option(r, make_pairs, "val_from", "frames with id >= this are the validation split")
     quiet(r)
     r.set_defaults(func=cmd_pair)
 
@@ -294,11 +288,11 @@ def build_parser() -> Parser:
         f"`realdiff train` (default {DEFAULT_NOISER})",
     )
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
-    z.add_argument("--out-key", default="noisy", help="suffix of the output arrays (default noisy)")
+    option(z, noisify_store, "suffix", "suffix of the output arrays", flag="--out-key")
     z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
-    z.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    option(z, noisify_store, "seed", "noise seed")
     z.add_argument("--overwrite", action="store_true", help="replace an existing output array")
-    z.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    option(z, noisify_store, "workers", "processes (none: all cores)", type=int)
     quiet(z)
     z.set_defaults(func=cmd_noisify)
 
@@ -311,7 +305,7 @@ def build_parser() -> Parser:
         "(real versus real).",
     )
     e.add_argument("--pairs", required=True, help="pair store from `realdiff pair`")
-    e.add_argument("--split", default="val", help="train or val (default val)")
+    option(e, evaluate, "split", "train or val")
     e.add_argument(
         "--noiser",
         default=None,
@@ -320,7 +314,7 @@ def build_parser() -> Parser:
     )
     e.add_argument("--all", action="store_true", help="score every registered noiser")
     e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
-    e.add_argument("--seed", type=int, default=0, help="noise and test seed (default 0)")
+    option(e, evaluate, "seed", "noise and test seed")
     e.add_argument("--no-two-sample", action="store_true", help="skip the (slower) CNN test")
     quiet(e)
     e.set_defaults(func=cmd_eval)
