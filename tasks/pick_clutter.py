@@ -32,11 +32,8 @@ from tasks.base import (
     set_free_pose,
     yaw_quat,
 )
+from tasks.pick import HALF_SIZE_RANGE, LIFT_THRESHOLD, XY_HIGH, XY_LOW  # the cube as in pick
 from tasks.registry import register
-
-LIFT_THRESHOLD = 0.08  # m between the cube's bottom and the table top
-HALF_SIZE_RANGE = (0.018, 0.026)
-XY_LOW, XY_HIGH = np.array([-0.15, -0.15]), np.array([0.10, 0.15])
 
 N_SLOTS, MIN_DISTRACTORS = 5, 2
 # Slot kinds: "box" and "cylinder" are primitives; others name robosuite meshes (scale).
