@@ -376,8 +376,8 @@ class Derived:
     mixed into (it is refused, or replaced with `overwrite`).
 
         with Derived(path, "noisify") as d:
-            todo = d.prepare("front_depth_noisy", "front_depth", {"noiser": ...}, overwrite=False)
-            for start, end in todo:
+            left = d.prepare("front_depth_noisy", "front_depth", {"noiser": ...}, overwrite=False)
+            for start, end in left:
                 ...  # write data/front_depth_noisy[start:end] (any process)
                 d.done("front_depth_noisy", start, end)
     """
