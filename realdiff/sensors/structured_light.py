@@ -28,7 +28,9 @@ The sensor is simulated on its own pixel grid: an image whose focal length is no
 field of view (focal length sensor_fx; inverse depth interpolated within surfaces, the nearest
 pixel across depth steps and holes), simulated there, and each image pixel reads the sensor pixel
 at its centre, as a real sensor's image resized to the camera's would. Its dot pattern, window and
-disparity-range test are therefore the same size in degrees at every resolution.
+disparity-range test are therefore the same size in degrees at every resolution. An image pixel
+with no clean depth reads nothing: on a coarser sensor grid (fx above sensor_fx) one sensor pixel
+stands for several image pixels, holes included, but holds the depth of only one of them.
 """
 
 from __future__ import annotations
@@ -207,23 +209,31 @@ class StructuredLight(NoiseModel):
     def _simulate(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator | None):
         """The masks and (given rng) the reading at the image's pixels, (B, H, W) each, simulated on
         the sensor's grid (in chunks of frames, to bound memory, when that grid is not the image's).
-        Only the pixels read are measured: each draws its noise as it would on the full grid."""
+        Only the pixels read are measured: each draws its noise as it would on the full grid.
+
+        Both are limited to the image pixels with a surface. On a coarser sensor grid (fx above
+        sensor_fx) the image -> sensor -> image round trip is not the identity: a sensor pixel
+        stands for several image pixels but holds the depth of one, so an image pixel in a hole can
+        read a sensor pixel that took its neighbour's surface (and the reverse)."""
         (Hs, Ws), Ks, rows, cols = self._sensor_grid(depth.shape[1:], K)
         native = (Hs, Ws) == depth.shape[1:]
         step = len(depth) if native else max(1, _SENSOR_CHUNK_PIXELS // (Hs * Ws))
         masks, readings = [], []
         for i in range(0, len(depth), step):
+            surface = depth[i : i + step] > 0  # at the image's pixels
             d = self._disparity(self._to_sensor(depth[i : i + step], Hs, Ws), Ks[0, 0])
             m = self._masks(d)
-            masks.append({k: v[:, rows, cols] for k, v in m.items()})
+            masks.append({k: v[:, rows, cols] & surface for k, v in m.items()})
             if rng is not None:
-                readings.append(self._measure(d, m, Ks, rows, cols, rng))
+                readings.append(self._measure(d, m, Ks, rows, cols, surface, rng))
         masks = {k: np.concatenate([m[k] for m in masks]) for k in masks[0]}
         return masks, (np.concatenate(readings) if rng is not None else None)
 
-    def _measure(self, d, m, K, rows, cols, rng):
+    def _measure(self, d, m, K, rows, cols, surface, rng):
         """Depth read at the sensor pixels rows x cols, from the sensor-grid disparity d and masks
-        m: lateral shift, disparity noise, quantisation, dropout and range (module docstring)."""
+        m: lateral shift, disparity noise, quantisation, dropout and range (module docstring); none
+        where ``surface`` (bool, the shape of the output: the image pixels with a reading) is
+        False."""
         fx, fy = K[0, 0], K[1, 1]
         shift = self.shift_px / self.sensor_fx  # sensor pixels -> this grid's pixels: * fx or * fy
         (d_read,) = jitter_nearest([d], shift * fy, shift * fx, rng, rows, cols)
@@ -234,7 +244,8 @@ class StructuredLight(NoiseModel):
         z = np.float32(self.baseline_m * self.sensor_fx) / np.where(D > 0, D, 1)
         invalid = (m["shadow"] | m["few_dots"] | m["discontinuity"])[:, rows, cols]
         keep = (
-            (d[:, rows, cols] > 0)
+            surface
+            & (d[:, rows, cols] > 0)
             & (d_read > 0)
             & (D > 0)
             & ~dropped
