@@ -433,6 +433,20 @@ class Derived:
         )
         return _ranges(n, per_shard)
 
+    def annotate(self, key: str, **fields) -> None:
+        """Record more provenance of data/<key> beside its settings (not compared on resume, unlike
+        them): each field under the tool's attribute; a field given as None is removed."""
+        a = self._data[key]
+        meta = dict(a.attrs[self.tool])
+        for name, value in fields.items():
+            if name in ("config", "done", "complete"):
+                raise ValueError(f"annotate cannot set {name!r}")
+            if value is None:
+                meta.pop(name, None)
+            else:
+                meta[name] = value
+        a.attrs[self.tool] = meta
+
     def done(self, key: str, start: int, end: int) -> None:
         """Record that frames [start, end) of data/<key> are written."""
         a = self._data[key]

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from simgen.store import SCHEMA
-from tests.conftest import assert_one_line_error, run_cli, tree_digest
+from tests.conftest import assert_one_line_error, run_cli, run_realdiff, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,8 +162,38 @@ def test_wheel_ships_tasks_and_assets(tmp_path):
         "assets/scene.xml",
         "simgen/cli.py",
         "realdiff/__init__.py",
+        "realdiff/params/reald2iff-texture-shift.sensor.json",
         "policies/__init__.py",
     ):
         assert need in names, need
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "simgen = simgen.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+
+
+def test_realdiff_sensors_lists_every_model_with_its_sensor_and_range():
+    import json
+
+    from realdiff.sensors import COMMITTED_MODELS, DEFAULT_NOISER, NOISERS
+
+    names = [*NOISERS, *COMMITTED_MODELS]
+    out = run_realdiff("sensors", check=True).stdout
+    blocks = {b.splitlines()[0].split()[0]: b for b in out.strip().split("\n\n")}
+    assert list(blocks) == names
+    for name, block in blocks.items():
+        first = block.splitlines()[0]
+        assert first.endswith("(default)") == (name == DEFAULT_NOISER), first
+        assert "validation  W1 " in block and "two-sample" in block
+        if name == "identity":
+            assert "sensor      none" in block and "range" not in block
+        else:
+            assert "sensor      Microsoft Kinect v1 (structured light)" in block
+            assert "range       0.8-4.0 m" in block and "resolution  640x480" in block
+            assert "frames 0-599" in block
+    rows = json.loads(run_realdiff("sensors", "--json", check=True).stdout)
+    assert [r["name"] for r in rows] == names
+    assert [r["name"] for r in rows if r["default"]] == [DEFAULT_NOISER]
+    assert all(r["range_m"] == [0.8, 4.0] for r in rows if r["name"] != "identity")
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["reald2iff-texture-shift"]["validation"]["two_sample_acc"] == 0.635
+    assert by_name["identity"]["sensor"] is None
+    assert "--json" in run_realdiff("sensors", "--help", check=True).stdout

@@ -31,11 +31,36 @@ def test_eval_writes_metrics_table_and_plots(pairs, tmp_path):
         assert imageio.imread(out / png).ndim == 3
 
 
+def test_eval_reports_both_two_sample_tests(pairs, tmp_path, monkeypatch, capsys):
+    from realdiff import metrics
+
+    calls = []  # the tests themselves are in test_metrics; here, only how eval reports them
+    fake = lambda acc: lambda *a, seed, threads: calls.append((seed, threads)) or acc  # noqa: E731
+    monkeypatch.setattr(metrics, "two_sample_accuracy", fake(0.75))
+    monkeypatch.setattr(metrics, "two_sample_strong_accuracy", fake(0.875))
+    out = tmp_path / "ev"
+    r = evaluate(pairs, "val", ["gaussian"], out, seed=3, progress=True, threads=1)
+    assert calls == [(3, 1), (3, 1)]
+    m = r["noisers"]["gaussian"]["metrics"]
+    assert m["two_sample_acc"] == 0.75 and m["two_sample_strong_acc"] == 0.875
+    saved = json.loads((out / "metrics.json").read_text())["noisers"]["gaussian"]["metrics"]
+    assert saved["two_sample_acc"] == 0.75 and saved["two_sample_strong_acc"] == 0.875
+    lines = (out / "metrics.md").read_text().splitlines()
+    head = next(line for line in lines if line.startswith("| noiser |"))
+    assert head.endswith("| two-sample acc | two-sample acc (strong) |")
+    assert next(line for line in lines if line.startswith("| gaussian |")).endswith("| 0.750 | 0.875 |")
+    assert next(line for line in lines if line.startswith("| floor")).endswith("| - | - |")
+    printed = capsys.readouterr().out
+    assert "two_sample_acc=0.75" in printed and "two_sample_strong_acc=0.875" in printed
+
+
 def test_eval_cli_and_bad_input(pairs, tmp_path):
     p = run_realdiff(
         "eval", "--pairs", pairs, "--split", "val", "--noiser", "axial-lateral", "--no-two-sample", "--quiet"
     )
     assert p.returncode == 0 and "| axial-lateral |" in p.stdout, p.stderr
+    row = next(line for line in p.stdout.splitlines() if line.startswith("| axial-lateral |"))
+    assert row.endswith("| - | - |")  # --no-two-sample skips both two-sample tests
     for args, fragment in (
         (["--noiser", "perlin"], "perlin"),
         (["--split", "test", "--all"], "split"),

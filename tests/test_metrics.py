@@ -41,7 +41,8 @@ def test_identical_gen_scores_perfectly():
     clean = scene()
     real = sensor(clean, seed=1)
     out = M.score(clean, real, real.copy(), two_sample=False)
-    assert set(out) == M.FAST_METRICS and M.ALL_METRICS == M.FAST_METRICS | {"two_sample_acc"}
+    assert set(out) == M.FAST_METRICS
+    assert M.ALL_METRICS == M.FAST_METRICS | {"two_sample_acc", "two_sample_strong_acc"}
     assert out == {
         "residual_w1_mm": 0.0,
         "hole_f1": 1.0,
@@ -164,14 +165,54 @@ def test_two_sample_accuracy():
     assert len(set(t["frame"].tolist())) == 2 and (t["y"] <= clean.shape[1] - 32).all()  # 20 % of 10 frames
 
 
+def test_strong_patches_add_hole_mask_and_clean_gradients():
+    clean = np.tile(np.float32(1.0) + 0.01 * np.arange(8, dtype=np.float32), (2, 8, 1))  # x slope
+    clean[0, 5, 2] = 0  # no clean depth: no gradient into or out of it, not a hole
+    noisy = clean + np.float32(0.002)
+    noisy[0, 1, 1] = 0  # a hole
+    at = np.array([0]), np.array([0]), np.array([0])
+    base = M._patches(clean, noisy, *at, 8)
+    geo, res, ok, hole, gx, gy = M._patches(clean, noisy, *at, 8, strong=True)
+    for a, b in zip(base, (geo, res, ok), strict=True):
+        np.testing.assert_array_equal(a, b)  # the first three channels are the quick test's
+    expect_hole = np.zeros((1, 8, 8), bool)
+    expect_hole[0, 1, 1] = True
+    np.testing.assert_array_equal(hole, expect_hole)
+    m = clean[0][clean[0] > 0].mean()
+    expect_gx = np.full((1, 8, 8), 0.01 / m)
+    expect_gx[0, :, -1] = 0  # the last column has no right neighbour
+    expect_gx[0, 5, 1:3] = 0  # beside the pixel without clean depth
+    np.testing.assert_allclose(gx, expect_gx, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(gy, 0, atol=1e-7)
+
+
+def test_two_sample_strong_accuracy():
+    clean = scene(10)
+    real = sensor(clean, seed=1)  # Gaussian noise and 2 % random holes
+    kw = dict(n_patches=1000, steps=100, threads=1)  # 1 thread: 2 crawl on a shared 2-core machine
+    same = M.two_sample_strong_accuracy(clean, real, sensor(clean, seed=2), **kw)
+    assert 0.35 < same < 0.65  # a second draw of the same process
+    assert M.two_sample_strong_accuracy(clean, real, clean, **kw) > 0.95  # no noise, no holes
+    quick = dict(n_patches=300, steps=20, seed=5, threads=1)
+    acc = M.two_sample_strong_accuracy(clean, real, clean, **quick)
+    assert acc == M.two_sample_strong_accuracy(clean, real, clean, **quick)  # seeded, deterministic
+    t = M.two_sample_test(clean, real, clean, patch=64, strong=True, **quick)
+    hits = (t["real_logit"] > 0).sum() + (t["gen_logit"] <= 0).sum()
+    assert hits / (2 * len(t["frame"])) == acc
+    assert len(set(t["frame"].tolist())) == 2 and (t["y"] <= clean.shape[1] - 64).all()  # whole frames
+    with pytest.raises(ValueError, match="64x64"):
+        M.two_sample_strong_accuracy(clean[:, :60], real[:, :60], clean[:, :60], **quick)
+
+
 def test_score_keys_and_cached_real_stats(monkeypatch):
     clean = scene()
     real, gen = sensor(clean, seed=1), sensor(clean, seed=2, k=2)
     monkeypatch.setattr(M, "two_sample_accuracy", lambda *a, **k: 0.5)
+    monkeypatch.setattr(M, "two_sample_strong_accuracy", lambda *a, **k: 0.75)
     out = M.score(clean, real, gen)
-    assert set(out) == M.ALL_METRICS and out["two_sample_acc"] == 0.5
+    assert set(out) == M.ALL_METRICS and out["two_sample_acc"] == 0.5 and out["two_sample_strong_acc"] == 0.75
     cached = M.score(clean, real, gen, two_sample=False, real_stats=M.set_stats(clean, real))
-    assert cached == {k: v for k, v in out.items() if k != "two_sample_acc"}
+    assert cached == {k: v for k, v in out.items() if k not in M.TWO_SAMPLE_METRICS}
 
 
 def test_floor_of_homogeneous_set_is_small():

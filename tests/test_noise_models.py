@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from realdiff import sensors as nm
 from realdiff.reald2iff.noiser import RealD2iffNoiser
@@ -13,6 +14,7 @@ from realdiff.sensors.axial_lateral import AxialLateral
 from realdiff.sensors.gaussian import Gaussian
 from realdiff.sensors.identity import Identity
 from realdiff.sensors.numerics import incidence_angle
+from realdiff.sensors.sensor_file import METRICS
 from realdiff.sensors.structured_light import StructuredLight
 
 H, W = 120, 160
@@ -299,6 +301,59 @@ def test_structured_light_is_the_same_sensor_at_every_resolution():
     assert own_grid > 3 * m1["discontinuity"].mean() > 0
 
 
+FOCAL_LENGTHS = (300.0, 585.0, 600.0, 615.0, 900.0)  # 585: the Kinect's; 600-615: a RealSense D435's
+
+
+def _holed_view(h, w, fx, B=2):
+    """K (principal point at the centre) and depth of a 1 m plane seen at h x w with focal length
+    fx: a 60x41 px hole, a box at 0.7 m (depth edges), a hole in the bottom-left corner, no reading
+    in the top 3 rows, and 1 % single-pixel dropouts, so that holes start at every offset of the
+    sensor's grid against the image's."""
+    Kf = np.array([[fx, 0, (w - 1) / 2], [0, fx, (h - 1) / 2], [0, 0, 1]])
+    depth = np.ones((B, h, w), np.float32)
+    depth[:, h // 4 : h // 4 + 41, w // 3 : w // 3 + 60] = 0
+    depth[:, h // 2 : h // 2 + h // 5, w // 2 + w // 10 : w // 2 + w // 4] = 0.7
+    depth[:, h - 7 - h // 8 : h - 7, 10 : 10 + w // 8] = 0
+    depth[:, :3] = 0
+    depth[:, rng(1).random((h, w)) < 0.01] = 0
+    return Kf, depth
+
+
+@pytest.mark.parametrize("fx", FOCAL_LENGTHS)
+@pytest.mark.parametrize("shape", [(480, 640), (240, 320)], ids=["480x640", "240x320"])
+def test_structured_light_reads_nothing_where_clean_has_none_at_any_focal_length(shape, fx):
+    """On a sensor grid coarser than the image's (fx > 585) a sensor pixel stands for several image
+    pixels but holds the depth of one; an image pixel in a hole must still read nothing."""
+    Kf, depth = _holed_view(*shape, fx)
+    model = load_noiser("structured-light")
+    out = model.noisify_frames(depth, Kf, [rng(i) for i in range(len(depth))])  # raised at 600 and 615
+    assert not out[depth == 0].any()
+    for key, mask in model.masks(depth, Kf).items():
+        assert not mask[depth == 0].any(), key
+    # Otherwise sane: readings stay on their own surface (no depth from across an edge) and most
+    # of the plane and the box keep a reading near their depth.
+    assert np.abs(out - depth)[out > 0].max() < 0.05
+    plane_px = np.broadcast_to(ndimage.binary_erosion(depth[0] == 1), depth.shape)
+    assert (np.abs(out[plane_px] - 1) < 0.02).mean() > 0.95
+    assert (np.abs(out[depth == 0.7] - 0.7) < 0.02).mean() > 0.5  # 31 sensor px wide at 240x320, fx 900
+
+
+@pytest.mark.parametrize("fx", [585.0, 615.0])
+def test_structured_light_holes_at_every_offset_of_the_sensor_grid(fx):
+    """A 60x41 px hole in a 1 m plane at every offset over one period of the sensor's grid: never a
+    reading inside it (at fx = 615 the image -> sensor -> image round trip misses 31 of 640 columns
+    and 23 of 480 rows), and the ring just outside it keeps most of its readings."""
+    h, w = 480, 640
+    Kf = np.array([[fx, 0, 320], [0, fx, 240], [0, 0, 1]])
+    depth = np.ones((41, h, w), np.float32)
+    for i in range(41):  # offsets 0..40 in both axes together
+        depth[i, 100 + i : 141 + i, 200 + i : 260 + i] = 0
+    out = StructuredLight().noisify_frames(depth, Kf, [rng(i) for i in range(len(depth))])
+    assert not out[depth == 0].any()
+    ring = ndimage.binary_dilation(depth == 0, np.ones((1, 9, 9))) & (depth > 0)
+    assert (out[ring] > 0).mean() > 0.8
+
+
 # --- fitting ---------------------------------------------------------------------------------------
 
 
@@ -333,6 +388,21 @@ def test_fit_structured_light_recovers_its_parameters():
     fitted = StructuredLight.fit(clean, real, K)
     assert abs(fitted.sigma_disparity_px / 0.15 - 1) < 0.2
     assert abs(fitted.p_drop - 0.1) < 0.02
+
+
+def test_fit_structured_light_at_a_realsense_focal_length():
+    """fit() on 480x640 pairs with fx = 615 (a RealSense D435; the sensor's grid is coarser than the
+    image's) recovers the parameters, and the fitted model noisifies those frames."""
+    fx = 615.0
+    Kf = np.array([[fx, 0, 319.5], [0, fx, 239.5], [0, 0, 1]])
+    clean = np.concatenate([_holed_view(480, 640, fx, 1)[1] * np.float32(z) for z in (0.8, 1.2, 1.8, 2.5)])
+    clean[:, 300:340, 100:200] *= np.float32(1.5)  # a step back in each frame
+    real = StructuredLight(sigma_disparity_px=0.15, p_drop=0.1).noisify(clean, Kf, rng(5))
+    fitted = StructuredLight.fit(clean, real, Kf)
+    assert abs(fitted.sigma_disparity_px / 0.15 - 1) < 0.2
+    assert abs(fitted.p_drop - 0.1) < 0.03
+    out = fitted.noisify(clean, Kf, rng(6))
+    assert not out[clean == 0].any() and abs((out > 0).mean() - (real > 0).mean()) < 0.02
 
 
 def test_fit_rejects_mismatched_pairs():
@@ -461,3 +531,125 @@ def test_as_noiser_rejects_non_callables():
     for obj in (3, "gaussian", Gaussian):
         with pytest.raises(TypeError):
             as_noiser(obj)
+
+
+# ---- which sensor each model imitates (realdiff/params/<name>.sensor.json) ----
+
+
+@pytest.mark.parametrize("name", [*NOISERS, *nm.COMMITTED_MODELS])
+def test_every_committed_model_records_its_sensor(name):
+    info = nm.sensor_info(name)
+    assert isinstance(info, nm.SensorInfo)
+    assert set(info.validation) == set(METRICS)  # every figure of docs/reald2iff.md
+    if name == "identity":  # the clean depth: no sensor, no range, nothing trained
+        assert info.sensor is None and info.range_m is None and info.training_data is None
+        return
+    assert info.sensor == "Microsoft Kinect v1" and info.technology == "structured light"
+    assert info.range_m == (0.8, 4.0) and info.resolution == (640, 480)
+    assert "7-Scenes" in info.training_data and "frames 0-599" in info.training_data
+    assert "600-799" in info.validation_source
+
+
+def test_sensor_info_figures_are_the_realism_tables():
+    """A few of the figures, against docs/reald2iff.md's realism table (mean of seeds 0-2)."""
+    assert nm.sensor_info("reald2iff-texture-shift").validation["two_sample_acc"] == 0.635
+    assert nm.sensor_info("reald2iff-texture-shift").validation["residual_w1_mm"] == 2.312
+    assert nm.sensor_info("reald2iff").validation["two_sample_acc"] == 0.791
+    assert nm.sensor_info("structured-light").validation["hole_f1"] == 0.329
+    line = nm.sensor_info("reald2iff-texture-shift").validation_line()
+    assert line.startswith("W1 2.312 mm, hole F1 0.615") and "two-sample 0.635" in line and "\n" not in line
+
+
+def test_sensor_info_checks_its_file(tmp_path):
+    good = json.loads((nm.PARAMS_DIR / "gaussian.sensor.json").read_text())
+    path = tmp_path / "x.sensor.json"
+    for change, fragment in [
+        ({"range_m": [4.0, 0.8]}, "0 < min < max"),
+        ({"range_m": [0.8]}, "list of 2 numbers"),
+        ({"resolution": [640.5, 480]}, "width, height"),
+        ({"validation": {"w1": 1.0}}, "unknown figures w1"),
+        ({"validation": {"hole_f1": "high"}}, "hole_f1 must be a number"),
+        ({"sensor": ""}, "sensor must be a non-empty string"),
+        ({"range": [0.8, 4.0]}, "unknown keys range"),
+        ({"sensor": None}, "a working range without a sensor"),
+    ]:
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(ValueError, match=fragment):
+            nm.sensor_info(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        nm.sensor_info(path)
+    with pytest.raises(ValueError, match="unknown noise model 'perlin'"):
+        nm.sensor_info("perlin")
+
+
+def test_a_model_file_may_carry_its_sensor_beside_it(tmp_path):
+    """out/noiser.pt's sensor is out/noiser.sensor.json; none there: None (nothing to check)."""
+    weights = tmp_path / "d435.pt"
+    assert nm.sensor_info(weights) is None
+    info = nm.SensorInfo(
+        sensor="Intel RealSense D435",
+        technology="active IR stereo",
+        range_m=(0.2, 6.0),
+        resolution=(640, 480),
+        training_data="an office desk",
+        validation={"residual_w1_mm": 5.0},
+    )
+    (tmp_path / "d435.sensor.json").write_text(json.dumps(info.to_dict()))
+    assert nm.sensor_info(weights) == info and nm.sensor_info(str(weights)).range_text() == "0.2-6.0 m"
+    assert info.range_text(0.1) == "0.02-0.6 m"
+
+
+def test_adding_a_committed_model_is_its_files_and_its_name(tmp_path, monkeypatch):
+    """A new committed model (e.g. reald2iff-d435): its .pt and .sensor.json in params/ and its name
+    in COMMITTED_MODELS; sensor_info and list_sensors (`realdiff sensors`) then know it."""
+    import shutil
+
+    from realdiff.sensors import registry
+
+    for f in nm.PARAMS_DIR.glob("*.sensor.json"):
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setattr(registry, "PARAMS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "COMMITTED_MODELS", (*registry.COMMITTED_MODELS, "reald2iff-d435"))
+    with pytest.raises(ValueError, match="reald2iff-d435: no sensor file"):
+        nm.sensor_info("reald2iff-d435")
+    d435 = {"sensor": "Intel RealSense D435", "technology": "active IR stereo", "range_m": [0.2, 6.0]}
+    (tmp_path / "reald2iff-d435.sensor.json").write_text(json.dumps(d435))
+    assert nm.sensor_info("reald2iff-d435").range_m == (0.2, 6.0)
+    rows = {r["name"]: r for r in nm.list_sensors()}
+    assert (
+        rows["reald2iff-d435"]["technology"] == "active IR stereo" and not rows["reald2iff-d435"]["default"]
+    )
+    assert rows[nm.DEFAULT_NOISER]["default"] and sum(r["default"] for r in rows.values()) == 1
+
+
+def test_fraction_outside_the_working_range():
+    info = nm.sensor_info("reald2iff-texture-shift")
+    depth = np.array([[[0.0, 0.1, 0.5, 1.0], [2.0, 3.9, 4.5, 0.0]]], np.float32)  # 6 readings
+    assert info.fraction_outside(depth) == pytest.approx(3 / 6)  # 0.1, 0.5, 4.5
+    assert info.fraction_outside(depth, 0.1) == pytest.approx(5 / 6)  # 0.08-0.4 m: 0.1 alone inside
+    assert info.fraction_outside(np.zeros((1, 2, 2), np.float32)) is None
+    assert nm.sensor_info("identity").fraction_outside(depth) is None
+
+
+def test_noisers_per_camera():
+    cams = ["front", "wrist"]
+    per = nm.noisers_per_camera
+    assert per("structured-light", cams) == {"front": "structured-light", "wrist": "structured-light"}
+    assert per(None, cams) == {"front": nm.DEFAULT_NOISER, "wrist": nm.DEFAULT_NOISER}
+    assert per("front=gaussian, wrist=structured-light", cams) == {
+        "front": "gaussian",
+        "wrist": "structured-light",
+    }
+    assert per("wrist=structured-light", cams) == {"front": nm.DEFAULT_NOISER, "wrist": "structured-light"}
+    assert per("gaussian,wrist=identity", cams) == {"front": "gaussian", "wrist": "identity"}
+    assert per({"front": "gaussian"}, cams) == {"front": "gaussian", "wrist": nm.DEFAULT_NOISER}
+    assert per("out/model.pt", cams)["wrist"] == "out/model.pt"
+    for spec, fragment in [
+        ("top=gaussian", "names top, not among the cameras"),
+        ("front=a,front=b", "front more than once"),
+        ("=gaussian", "use CAMERA=NOISER"),
+        ("a,b,front=c", "2 noisers without a camera"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            per(spec, cams)

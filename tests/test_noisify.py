@@ -250,3 +250,146 @@ def test_other_weights_at_the_same_path_are_other_settings(store, tmp_path):
     before = tree_digest(path)
     assert_one_line_error(run_realdiff("noisify", path, "--noiser", weights, "--quiet"), "other settings")
     assert tree_digest(path) == before
+
+
+@pytest.fixture(scope="module")
+def two_cameras(tmp_path_factory):
+    """One pick episode at 64x64 with both cameras: the front camera sees the table at about 1 m,
+    the wrist camera the gripper's surroundings at 4-30 cm."""
+    out = tmp_path_factory.mktemp("nz2") / "pick.zarr"
+    run_cli(
+        "render",
+        "--task",
+        "pick",
+        "--episodes",
+        1,
+        "--out",
+        out,
+        "--resolution",
+        "64x64",
+        "--no-rgb",
+        "--quiet",
+        check=True,
+    )
+    return out
+
+
+def _warnings(stderr):
+    return [line for line in stderr.splitlines() if "warning" in line]
+
+
+def test_warns_for_a_camera_outside_the_sensors_working_range(two_cameras, tmp_path):
+    """The default noiser imitates a Kinect v1 (0.8-4.0 m): the wrist camera's depth lies nearly all
+    nearer, the front camera's mostly within. One warning line for the wrist, the run goes on, and
+    the check is recorded in each output's provenance."""
+    path = tmp_path / "s.zarr"
+    shutil.copytree(two_cameras, path)
+    p = run_realdiff("noisify", path, "--quiet", "--workers", "1")
+    assert p.returncode == 0, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines == _warnings(p.stderr), p.stderr
+    assert "wrist: " in lines[0] and "front" not in lines[0]
+    assert "of depth readings lie outside reald2iff-texture-shift's working range 0.8-4.0 m" in lines[0]
+    assert "(Microsoft Kinect v1)" in lines[0] and "--range-scale wrist=S" in lines[0]
+    data = zarr.open_group(path)["data"]
+    wrist, front = (data[f"{c}_depth_noisy"].attrs["noisify"] for c in ("wrist", "front"))
+    assert wrist["complete"] and front["complete"]  # the run went on
+    assert wrist["range_check"]["outside"] > 0.5 and wrist["range_check"]["warning"] in lines[0]
+    assert wrist["range_check"]["range_m"] == [0.8, 4.0] and wrist["range_check"]["frames_sampled"] > 0
+    assert front["range_check"]["outside"] < 0.5 and "warning" not in front["range_check"]
+    # The sensor built 10 times smaller (0.08-0.4 m) fits the wrist camera: no warning, and the
+    # provenance records the scaled range.
+    p = run_realdiff(
+        "noisify",
+        path,
+        "--noiser",
+        "gaussian",
+        "--range-scale",
+        "wrist=0.1",
+        "--quiet",
+        "--workers",
+        "1",
+        "--overwrite",
+    )
+    assert p.returncode == 0 and not _warnings(p.stderr), p.stderr
+    check = zarr.open_group(path)["data/wrist_depth_noisy"].attrs["noisify"]["range_check"]
+    assert check["range_m"] == [0.08, 0.4] and check["outside"] < 0.5 and "warning" not in check
+    # A noiser without a sensor (identity) has no range to check.
+    p = run_realdiff("noisify", path, "--noiser", "identity", "--quiet", "--overwrite")
+    assert p.returncode == 0 and not _warnings(p.stderr), p.stderr
+    assert "range_check" not in zarr.open_group(path)["data/wrist_depth_noisy"].attrs["noisify"]
+
+
+def test_range_check_counts_the_range_scale(two_cameras, tmp_path):
+    from realdiff.noisify import range_check
+
+    store = Store(two_cameras)
+    full = range_check(store, "wrist", "structured-light")
+    small = range_check(store, "wrist", "structured-light", 0.1)
+    assert full["outside"] > 0.9 and "warning" in full
+    assert small["outside"] < 0.5 and "warning" not in small
+    assert "at --range-scale wrist=0.1" not in full["warning"]
+    half = range_check(store, "wrist", "gaussian", 0.5)
+    assert "0.4-2.0 m at --range-scale wrist=0.5" in half["warning"] and "2 times smaller" in half["warning"]
+    assert range_check(store, "wrist", "identity") is None
+
+
+def test_per_camera_noisers(two_cameras, tmp_path):
+    """`--noiser front=A,wrist=B`: each camera its own noiser, recorded in its output's provenance;
+    each camera's frames are seeded as with one noiser, so front=gaussian gives the front camera
+    exactly what --noiser gaussian does."""
+    path = tmp_path / "s.zarr"
+    shutil.copytree(two_cameras, path)
+    one = noisify_store(path, noiser="gaussian", seed=2, workers=1, progress=False, suffix="one")
+    assert one["noiser"] == "gaussian" and one["noisers"] == {"front": "gaussian", "wrist": "gaussian"}
+    warned = []
+    both = noisify_store(
+        path,
+        noiser="front=gaussian,wrist=identity",
+        seed=2,
+        workers=2,
+        progress=False,
+        suffix="two",
+        warn=warned.append,
+    )
+    assert both["noiser"] == "front=gaussian,wrist=identity" and not warned  # identity: no sensor
+    assert both["noisers"] == {"front": "gaussian", "wrist": "identity"}
+    data = zarr.open_group(path)["data"]
+    np.testing.assert_array_equal(data["front_depth_two"][:], data["front_depth_one"][:])
+    np.testing.assert_array_equal(data["wrist_depth_two"][:], data["wrist_depth"][:])
+    assert (
+        data["front_depth_two"].attrs["noisify"]["config"]
+        == data["front_depth_one"].attrs["noisify"]["config"]
+    )
+    assert data["wrist_depth_two"].attrs["noisify"]["config"]["noiser"] == "identity"
+    # One item without a camera: the noiser of the cameras not named; a dict works as well.
+    s = noisify_store(
+        path, noiser="identity,front=gaussian", seed=2, workers=1, progress=False, suffix="three"
+    )
+    assert s["noisers"] == {"front": "gaussian", "wrist": "identity"}
+    np.testing.assert_array_equal(data["front_depth_three"][:], data["front_depth_one"][:])
+    s = noisify_store(
+        path,
+        noiser={"wrist": "gaussian"},
+        cameras=["wrist"],
+        seed=2,
+        workers=1,
+        progress=False,
+        suffix="four",
+        warn=warned.append,
+    )
+    assert s["noisers"] == {"wrist": "gaussian"} and len(warned) == 1 and warned[0].startswith("wrist: ")
+    np.testing.assert_array_equal(data["wrist_depth_four"][:], data["wrist_depth_one"][:])
+    # Bad forms: one error line, the store unchanged.
+    before = tree_digest(path)
+    for spec, fragment in [
+        ("top=gaussian", "--noiser names top, not among the cameras (front, wrist)"),
+        ("front=gaussian,front=identity", "--noiser names front more than once"),
+        ("front=,wrist=gaussian", "use CAMERA=NOISER"),
+        ("gaussian,identity,wrist=gaussian", "2 noisers without a camera"),
+        ("front=perlin", "unknown noise model 'perlin'"),
+    ]:
+        assert_one_line_error(
+            run_realdiff("noisify", path, "--noiser", spec, "--quiet", "--out-key", "x"), fragment
+        )
+    assert tree_digest(path) == before

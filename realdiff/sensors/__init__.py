@@ -11,6 +11,8 @@
 
 `load_noiser(name_or_path)` gives any of them (with the parameters fitted to real Kinect pairs in
 realdiff/params/ where they exist); `as_noiser(f)` wraps a plain function f(depth, K, rng).
+`sensor_info(name_or_path)` tells which real sensor a model imitates (its working range, training
+data and validation figures: realdiff/params/<name>.sensor.json); `realdiff sensors` lists them.
 """
 
 from realdiff.sensors.base import NoiseModel, as_noiser, validate_depth, validate_K
@@ -22,7 +24,9 @@ from realdiff.sensors.registry import (
     PARAMS_DIR,
     from_json,
     load_noiser,
+    noisers_per_camera,
 )
+from realdiff.sensors.sensor_file import SensorInfo, list_sensors, sensor_info
 
 __all__ = [
     "COMMITTED_MODELS",
@@ -31,11 +35,15 @@ __all__ = [
     "PARAMS_DIR",
     "NoiseModel",
     "RangeScaled",
+    "SensorInfo",
     "as_noiser",
     "from_json",
+    "list_sensors",
     "load_noiser",
+    "noisers_per_camera",
     "parse_range_scale",
     "per_camera",
+    "sensor_info",
     "validate_K",
     "validate_depth",
 ]

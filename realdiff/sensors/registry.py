@@ -22,7 +22,9 @@ WRAPPERS: dict[str, type] = {RangeScaled.name: RangeScaled}  # models of a model
 # reald2iff-2step (its coarse stage distilled to 2 steps by `realdiff distill`); reald2iff is that
 # distilled coarse stage with a cheaper fine stage; reald2iff-texture is reald2iff with the
 # sensor-texture stage (`realdiff texture`), and reald2iff-texture-shift that with the
-# twin-registration stage (`realdiff shift`).
+# twin-registration stage (`realdiff shift`). Adding a committed model (e.g. one of another sensor)
+# is its weights, params/<name>.pt, its sensor file, params/<name>.sensor.json (sensor_file.py:
+# sensor, technology, working range, training data, validation figures), and its name here.
 COMMITTED_MODELS = ("reald2iff-full", "reald2iff-2step", "reald2iff-texture", "reald2iff-texture-shift")
 DEFAULT_NOISER = "reald2iff-texture-shift"  # the noiser of `realdiff noisify` when none is named
 
@@ -65,3 +67,40 @@ def load_noiser(name_or_path) -> NoiseModel:
         f"unknown noise model {key!r}: use one of {', '.join([*NOISERS, *COMMITTED_MODELS])}, "
         "the path of a .json file written by to_json(), or a .pt model from `realdiff train`"
     )
+
+
+def noisers_per_camera(spec, cameras) -> dict[str, str]:
+    """{camera: noiser name or path} from `--noiser`: one name for every camera ('structured-light',
+    a path) or per camera, 'front=reald2iff-texture-shift,wrist=structured-light', with at most
+    one item without a camera ('reald2iff,wrist=structured-light'): the noiser of the cameras not
+    named (default: DEFAULT_NOISER). A dict {camera: name} is taken as the per-camera form.
+    ValueError for a camera not in `cameras`, one named twice, or a malformed item."""
+    cameras = list(cameras)
+    if isinstance(spec, dict):
+        items = [(str(c), str(n)) for c, n in spec.items()]
+    else:
+        text = str(spec or DEFAULT_NOISER).strip()
+        if "=" not in text or Path(text).is_file():  # one noiser (a file's name may hold = or ,)
+            return {c: text for c in cameras}
+        items = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            cam, sep, name = item.partition("=")
+            if sep and (not cam.strip() or not name.strip()):
+                raise ValueError(f"--noiser {item.strip()!r}: use CAMERA=NOISER, e.g. wrist=structured-light")
+            items.append((cam.strip(), name.strip()) if sep else ("", cam.strip()))
+    rest = [n for c, n in items if not c]
+    if len(rest) > 1:
+        raise ValueError(
+            f"--noiser: {len(rest)} noisers without a camera ({', '.join(rest)}); give at most one"
+        )
+    named = [c for c, _ in items if c]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise ValueError(f"--noiser names {', '.join(twice)} more than once")
+    unknown = sorted(set(named) - set(cameras))
+    if unknown:
+        raise ValueError(f"--noiser names {', '.join(unknown)}, not among the cameras ({', '.join(cameras)})")
+    given = dict((c, n) for c, n in items if c)
+    return {c: given.get(c, rest[0] if rest else DEFAULT_NOISER) for c in cameras}
