@@ -1,8 +1,10 @@
-"""realdiff command line: `pair`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`."""
+"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`,
+`sensors`."""
 
 from __future__ import annotations
 
 from plumbing.cli import Parser, field_default, given, main_of, option, quiet
+from realdiff.capture.config import CaptureConfig
 from realdiff.reald2iff.config import DistillConfig, ModelConfig, TrainConfig
 from realdiff.sensors import COMMITTED_MODELS, DEFAULT_NOISER, NOISERS
 
@@ -19,11 +21,44 @@ def cmd_pair(args) -> int:
         sensor=args.sensor,
         source=args.source,
         val_from=args.val_from,
+        refine=args.refine,
         progress=not args.quiet,
     )
     print(
         f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val); median "
         f"|real - clean| over pixels valid in both: {s['median_abs_diff_mm']:.1f} mm"
+    )
+    return 0
+
+
+def cmd_capture(args) -> int:
+    from realdiff.capture.pipeline import capture
+
+    cfg = CaptureConfig(**given(args, CaptureConfig), refine=not args.no_refine)
+    s = capture(
+        args.frames,
+        args.intrinsics,
+        args.out,
+        depth_scale=args.depth_scale,
+        sensor=args.sensor,
+        source=args.source,
+        cfg=cfg,
+        progress=not args.quiet,
+    )
+    ate = s["ate_m"]
+    t = s["timings_s"]
+    print(
+        f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val) in "
+        f"{s['seconds'] / 60:.1f} min "
+        f"(track {t['track_s']:.0f} s, fuse {t['fuse_s']:.0f} s, pair {t['pair_s']:.0f} s); median "
+        f"|real - clean|: {s['median_abs_diff_mm']:.1f} mm"
+        + (
+            f"; ATE against the given poses {ate['tracked'] * 100:.1f} cm tracked, "
+            f"{ate['refined'] * 100:.1f} cm refined"
+            if ate
+            else ""
+        )
+        + f"\ntwin mesh {s['mesh']}, report {s['report']}"
     )
     return 0
 
@@ -116,6 +151,31 @@ def cmd_noisify(args) -> int:
     return 0
 
 
+def cmd_sensors(args) -> int:
+    import json
+
+    from realdiff.sensors import list_sensors, sensor_info
+
+    rows = list_sensors()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for i, row in enumerate(rows):
+        info = sensor_info(row["name"])
+        print(("\n" if i else "") + row["name"] + ("  (default)" if row["default"] else ""))
+        if info.sensor is None:
+            print("  sensor      none (clean depth)")
+        else:
+            print(f"  sensor      {info.sensor} ({info.technology or 'technology unknown'})")
+            print(f"  range       {info.range_text()}")
+            print(f"  resolution  {'x'.join(map(str, info.resolution)) if info.resolution else 'unknown'}")
+            print(f"  training    {info.training_data or 'unknown'}")
+        print(f"  validation  {info.validation_line()}")
+        if info.notes:
+            print(f"  notes       {info.notes}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from realdiff.evaluate import evaluate, markdown_table
 
@@ -130,6 +190,7 @@ def cmd_eval(args) -> int:
         seed=args.seed,
         two_sample=not args.no_two_sample,
         progress=not args.quiet,
+        threads=args.threads,
     )
     print(markdown_table(result))
     if args.out:
@@ -169,8 +230,49 @@ def build_parser() -> Parser:
     option(r, make_pairs, "sensor", "sensor name recorded in the store")
     option(r, make_pairs, "source", "source name recorded (none: the folder)", type=str)
     option(r, make_pairs, "val_from", "frames with id >= this are the validation split")
+    r.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine each frame's pose against the mesh first (ICP with outlier rejection), so the "
+        "pairs hold the sensor's error rather than the poses'",
+    )
     quiet(r)
     r.set_defaults(func=cmd_pair)
+
+    c = sub.add_parser(
+        "capture",
+        help="a pair store from a hand-held capture of a static scene: no poses, no mesh",
+        description="Track the camera (frame-to-model ICP on a TSDF), fuse a TSDF twin of the "
+        "scene and save its mesh (OUT-stem.twin.ply), render every frame's clean depth from the twin "
+        "after refining its registration (ICP), and write the pair store with poses and per-frame "
+        "alignment figures, plus OUT-stem.report.png. Reads 7-Scenes/3DMatch folders "
+        "(frame-NNNNNN.depth.png, optional .color.*, .pose.txt: then the trajectory error against "
+        "them is reported) and TUM folders (associations.txt). A killed run resumes when re-run.",
+    )
+    c.add_argument("frames", help="folder of the sequence's depth frames")
+    c.add_argument("--intrinsics", required=True, help="text file holding the 3x3 camera matrix")
+    c.add_argument("--out", required=True, help="pair store to create (must not exist)")
+    c.add_argument(
+        "--depth-scale",
+        type=float,
+        default=None,
+        help="metres per depth PNG unit (default: 0.001, or 1/5000 for a TUM folder)",
+    )
+    c.add_argument("--sensor", default="unknown", help="sensor name recorded in the store")
+    c.add_argument("--source", default=None, help="source name recorded (default: the folder)")
+    option(c, CaptureConfig, "max_depth", "readings beyond this (m) are neither tracked nor fused")
+    option(c, CaptureConfig, "voxel", "the twin's TSDF voxel (m)")
+    option(c, CaptureConfig, "track_voxel", "the tracking model's TSDF voxel (m)")
+    option(c, CaptureConfig, "fuse_frames", "frames fused into the twin, evenly spread")
+    option(c, CaptureConfig, "val_fraction", "the last frames of the sequence form the validation split")
+    c.add_argument("--no-refine", action="store_true", help="render at the tracked poses, unrefined")
+    c.add_argument(
+        "--given-poses",
+        action="store_true",
+        help="do not track: fuse and render at the frames' own .pose.txt (to compare with tracking)",
+    )
+    quiet(c)
+    c.set_defaults(func=cmd_capture)
 
     t = sub.add_parser(
         "train",
@@ -283,9 +385,13 @@ def build_parser() -> Parser:
     z.add_argument(
         "--noiser",
         default=DEFAULT_NOISER,
+        metavar="NAME | CAM=NAME[,CAM=NAME]",
         help=f"noise model: a registered name ({', '.join(NOISERS)}) or committed model "
         f"({', '.join(COMMITTED_MODELS)}), a .json file saved by a model, or a .pt model from "
-        f"`realdiff train` (default {DEFAULT_NOISER})",
+        f"`realdiff train` (default {DEFAULT_NOISER}); or one per camera, e.g. "
+        "front=reald2iff-texture-shift,wrist=structured-light (cameras not named get the item "
+        "without a camera, else the default). `realdiff sensors` lists each model's sensor and "
+        "working range; a camera whose depth lies mostly outside it gets a warning",
     )
     z.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     option(z, noisify_store, "suffix", "suffix of the output arrays", flag="--out-key")
@@ -301,8 +407,9 @@ def build_parser() -> Parser:
         help="score noise models against real depth (realism benchmark)",
         description="Run noise models on a pair store's clean depth and compare "
         "with the real depth of the same views: residual W1, hole F1 and rate, noise "
-        "versus depth, spectrum, edge profile, a two-sample CNN test, and the floor "
-        "(real versus real).",
+        "versus depth, spectrum, edge profile, two two-sample CNN tests (the quick one and a "
+        "stronger one: larger patches, the hole mask and clean-depth gradient as inputs, a deeper "
+        "network trained longer), and the floor (real versus real).",
     )
     e.add_argument("--pairs", required=True, help="pair store from `realdiff pair`")
     option(e, evaluate, "split", "train or val")
@@ -315,9 +422,31 @@ def build_parser() -> Parser:
     e.add_argument("--all", action="store_true", help="score every registered noiser")
     e.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and PNG plots")
     option(e, evaluate, "seed", "noise and test seed")
-    e.add_argument("--no-two-sample", action="store_true", help="skip the (slower) CNN test")
+    e.add_argument(
+        "--no-two-sample",
+        action="store_true",
+        help="skip both two-sample CNN tests (the strong one takes about 2 minutes a noiser for "
+        "200 frames of 480x640 on 2 cores)",
+    )
+    option(
+        e,
+        evaluate,
+        "threads",
+        "CPU threads of the two-sample tests (where another busy process shares the cores, fewer "
+        "threads than cores is several times faster)",
+    )
     quiet(e)
     e.set_defaults(func=cmd_eval)
+
+    n = sub.add_parser(
+        "sensors",
+        help="list the noise models with the sensor each imitates",
+        description="For every registered and committed noise model: the real sensor it imitates, "
+        "its technology, working range, training resolution and data, and its validation figures "
+        "(realdiff/params/<name>.sensor.json). The default noiser of `realdiff noisify` is marked.",
+    )
+    n.add_argument("--json", action="store_true", help="print JSON (a list of objects) instead")
+    n.set_defaults(func=cmd_sensors)
     return p
 
 

@@ -17,70 +17,22 @@ image size and the train/val split; arrays:
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from realdiff.frames import list_frames, read_depth_png, read_intrinsics
 from simgen.render import TwinRenderer
+
+__all__ = ["make_pairs", "load_split", "list_frames", "read_depth_png", "read_intrinsics"]
 
 PAIRS_SCHEMA = "realdiff_pairs"
 PAIRS_VERSION = 1
-_FRAME = re.compile(r"frame-(\d+)\.depth\.png$")
 _HIST_EDGES = np.arange(0.0, 5.0001, 0.0001)  # 0.1 mm bins for the pooled median
 _CODEC = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
-
-
-@dataclass(frozen=True)
-class Frame:
-    frame_id: int
-    depth_path: Path
-    pose: np.ndarray  # 4x4 camera-to-world, OpenCV axes
-
-
-def read_intrinsics(path: str | Path) -> np.ndarray:
-    """A 3x3 camera matrix from a whitespace-separated text file."""
-    K = np.loadtxt(path, dtype=np.float64)
-    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"{path}: not a 3x3 camera matrix with positive focal lengths")
-    return K
-
-
-def list_frames(folder: str | Path) -> list[Frame]:
-    """Every frame-NNNNNN.depth.png in `folder` with its pose file, sorted by frame id."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: no such folder")
-    frames = []
-    for p in sorted(folder.iterdir()):
-        m = _FRAME.search(p.name)
-        if not m:
-            continue
-        pose_path = p.with_name(p.name.replace(".depth.png", ".pose.txt"))
-        if not pose_path.exists():
-            raise ValueError(f"{p.name}: no pose file {pose_path.name}")
-        pose = np.loadtxt(pose_path, dtype=np.float64)
-        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
-            raise ValueError(f"{pose_path}: not a 4x4 pose")
-        frames.append(Frame(int(m.group(1)), p, pose))
-    if not frames:
-        raise ValueError(f"{folder}: no frame-NNNNNN.depth.png files")
-    return frames
-
-
-def read_depth_png(path: Path, scale_m: float = 0.001, invalid=(0, 65535)) -> np.ndarray:
-    """16-bit depth PNG -> float32 metres with 0 where the sensor gave no reading."""
-    raw = imageio.imread(path)
-    if raw.ndim != 2 or raw.dtype != np.uint16:
-        raise ValueError(f"{path}: expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
-    depth = raw.astype(np.float32) * np.float32(scale_m)
-    depth[np.isin(raw, invalid)] = 0.0
-    return depth
 
 
 def pooled_median(hist: np.ndarray) -> float:
@@ -92,6 +44,90 @@ def pooled_median(hist: np.ndarray) -> float:
     return float((_HIST_EDGES[i] + _HIST_EDGES[i + 1]) / 2)
 
 
+class PairWriter:
+    """Writes a pair store frame by frame into OUT.partial and renames it to OUT once finished, so
+    the store appears only whole. Re-opened with the same settings, it resumes: frames already
+    written (the `done` array) are skipped. With `alignment`, it also keeps per frame the pose
+    before refinement and alignment figures."""
+
+    ALIGN = {
+        "pose_estimate": ((4, 4), "float64"),  # the pose before refinement (given or tracked)
+        "abs_diff_mm_before": ((), "float32"),  # median |real - clean| at pose_estimate
+        "abs_diff_mm": ((), "float32"),  # the same at pose (the stored clean's)
+        "refine_inliers": ((), "float32"),  # fraction of the frame's points matched by ICP
+        "refine_rmse_mm": ((), "float32"),  # their point-to-plane RMSE
+    }
+
+    def __init__(self, out, ids: np.ndarray, H: int, W: int, settings: dict, alignment: bool = False):
+        self.out = Path(out)
+        if self.out.exists():
+            raise ValueError(f"{self.out}: exists; choose a new --out")
+        self.tmp = self.out.with_name(self.out.name + ".partial")
+        n = len(ids)
+        if self.tmp.exists():
+            self.root = zarr.open_group(self.tmp, mode="r+")
+            if self.root.attrs.get("settings") != settings:
+                raise ValueError(
+                    f"{self.tmp}: an unfinished run with other settings; delete it or repeat that run"
+                )
+            return
+        self.root = root = zarr.open_group(self.tmp, mode="w")
+        arr = lambda name, shape, dtype, chunks: root.create_array(  # noqa: E731
+            name, shape=shape, chunks=chunks, dtype=dtype, compressors=_CODEC
+        )
+        for name, dtype in (
+            ("clean", "float32"),
+            ("real", "float32"),
+            ("clean_valid", "bool"),
+            ("real_valid", "bool"),
+        ):
+            arr(name, (n, H, W), dtype, (1, H, W))
+        root.create_array("frame_id", data=np.asarray(ids, np.int64), chunks=(n,))
+        arr("pose", (n, 4, 4), "float64", (1, 4, 4))
+        if alignment:
+            for name, (shape, dtype) in self.ALIGN.items():
+                arr(name, (n, *shape), dtype, (1, *shape))
+        root.create_array("done", data=np.zeros(n, bool), chunks=(1,))
+        root.attrs["settings"] = settings
+
+    def done(self, i: int) -> bool:
+        return bool(self.root["done"][i])
+
+    def write(self, i: int, clean: np.ndarray, real: np.ndarray, pose: np.ndarray, **align) -> None:
+        g = self.root
+        g["clean"][i], g["real"][i] = clean, real
+        g["clean_valid"][i], g["real_valid"][i] = clean > 0, real > 0
+        g["pose"][i] = pose
+        for k, v in align.items():
+            g[k][i] = v
+        g["done"][i] = True  # last: a frame counts only once all of it is written
+
+    def finish(self, meta: dict) -> dict:
+        """Per-frame and pooled median |real - clean|, the metadata; then the rename."""
+        g = self.root
+        hist = np.zeros(len(_HIST_EDGES) - 1, np.int64)  # pooled |real - clean| over all frames
+        per_frame = []
+        for i in range(g["clean"].shape[0]):
+            c, r = g["clean"][i], g["real"][i]
+            both = (c > 0) & (r > 0)
+            d = np.abs(r[both] - c[both])
+            per_frame.append(float(np.median(d)) if d.size else float("nan"))
+            hist += np.histogram(d, _HIST_EDGES)[0]
+        del g["done"]
+        settings = dict(g.attrs)["settings"]
+        g.attrs.clear()
+        g.attrs[PAIRS_SCHEMA] = {
+            **meta,
+            "schema": PAIRS_SCHEMA,
+            "schema_version": PAIRS_VERSION,
+            "median_abs_diff_m_per_frame": per_frame,
+            "median_abs_diff_m": pooled_median(hist),
+            **({"settings": settings} if "pose_estimate" in g else {}),
+        }
+        os.replace(self.tmp, self.out)
+        return {"median_abs_diff_mm": pooled_median(hist) * 1000, "per_frame_m": per_frame}
+
+
 def make_pairs(
     frames_dir,
     intrinsics,
@@ -101,52 +137,47 @@ def make_pairs(
     sensor="kinect-v1",
     source=None,
     val_from=600,
+    refine=False,
     progress=True,
 ) -> dict:
-    """Render the twin at every frame and write the pair store `out`; returns a summary."""
+    """Render the twin at every frame and write the pair store `out`; returns a summary. With
+    `refine`, each frame's pose is first refined against the twin (ICP, capture/icp.py)."""
+    from realdiff.capture.icp import one_thread, refine_pose
+
     frames = list_frames(frames_dir)
     K = read_intrinsics(intrinsics)
     first = read_depth_png(frames[0].depth_path, depth_scale)
     H, W = first.shape
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out}: exists; choose a new --out")
-    tmp = out.with_name(out.name + ".partial")
-    root = zarr.open_group(tmp, mode="w")
-    n = len(frames)
-
-    def arr(name, shape, dtype, chunks):
-        return root.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=_CODEC)
-
-    clean = arr("clean", (n, H, W), "float32", (1, H, W))
-    real = arr("real", (n, H, W), "float32", (1, H, W))
-    clean_valid = arr("clean_valid", (n, H, W), "bool", (1, H, W))
-    real_valid = arr("real_valid", (n, H, W), "bool", (1, H, W))
     ids = np.array([f.frame_id for f in frames], np.int64)
-    poses = np.stack([f.pose for f in frames])
-    root.create_array("frame_id", data=ids, chunks=(n,))
-    root.create_array("pose", data=poses, chunks=(n, 4, 4))
-    abs_err = []  # per-frame medians
-    hist = np.zeros(len(_HIST_EDGES) - 1, np.int64)  # pooled |real - clean| over all frames
-    with TwinRenderer(mesh, K, W, H) as twin:
+    settings = {"frames": str(Path(frames_dir).resolve()), "depth_scale": depth_scale, "refine": refine}
+    writer = PairWriter(out, ids, H, W, settings, alignment=refine)
+    with TwinRenderer(mesh, K, W, H) as twin, one_thread():
         for i, f in enumerate(tqdm(frames, desc="pair", unit="frame", disable=not progress)):
+            if writer.done(i):
+                continue
             r = read_depth_png(f.depth_path, depth_scale) if i else first
             if r.shape != (H, W):
                 raise ValueError(f"{f.depth_path.name}: size {r.shape} differs from {(H, W)}")
-            c = twin.render(f.pose)
-            clean[i], real[i] = c, r
-            clean_valid[i], real_valid[i] = c > 0, r > 0
-            both = (c > 0) & (r > 0)
-            d = np.abs(r[both] - c[both])
-            abs_err.append(np.median(d) if d.size else np.nan)
-            hist += np.histogram(d, _HIST_EDGES)[0]
+            if not refine:
+                writer.write(i, twin.render(f.pose), r, f.pose)
+                continue
+            fit = refine_pose(twin.render, r, K, f.pose)
+            writer.write(
+                i,
+                fit.clean,
+                r,
+                fit.pose,
+                pose_estimate=f.pose,
+                abs_diff_mm_before=fit.before_mm,
+                abs_diff_mm=fit.after_mm,
+                refine_inliers=fit.inliers,
+                refine_rmse_mm=fit.rmse_mm,
+            )
     split = {
         "train": [int(i) for i in np.nonzero(ids < val_from)[0]],
         "val": [int(i) for i in np.nonzero(ids >= val_from)[0]],
     }
-    root.attrs[PAIRS_SCHEMA] = {
-        "schema": PAIRS_SCHEMA,
-        "schema_version": PAIRS_VERSION,
+    meta = {
         "source": source or str(Path(frames_dir).resolve()),
         "sensor": sensor,
         "K": K.tolist(),
@@ -155,13 +186,13 @@ def make_pairs(
         "depth_scale_m": depth_scale,
         "mesh": str(Path(mesh).name),
         "split": {"val_from_frame": val_from, **split},
-        "median_abs_diff_m_per_frame": [float(x) for x in abs_err],
-        "median_abs_diff_m": pooled_median(hist),
     }
-    os.replace(tmp, out)  # the store appears only once complete
+    if refine:
+        meta["refined"] = True
+    s = writer.finish(meta)
     return {
-        "frames": n,
-        "median_abs_diff_mm": pooled_median(hist) * 1000,
+        "frames": len(frames),
+        "median_abs_diff_mm": s["median_abs_diff_mm"],
         "train": len(split["train"]),
         "val": len(split["val"]),
     }

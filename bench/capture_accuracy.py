@@ -1,0 +1,116 @@
+"""How good are `realdiff capture` and `realdiff pair --refine` against ground truth?
+
+    python bench/capture_accuracy.py [--data ../shared/data] [--out out/capture_bench] [--only NAME,...]
+
+Prints, for each run (one store each, kept in --out, reused when present):
+- 7-Scenes from the depth alone (`realdiff capture`): the trajectory error (ATE RMSE after a rigid
+  alignment) against the given poses, and the median |real - clean| of its pairs, beside the pairs
+  rendered at the given poses from the given mesh (`realdiff pair`);
+- 7-Scenes with `realdiff pair --refine`: the spread of the per-frame shifts fit_shifts finds on the
+  train split, before and after refinement;
+- SUN3D, both fragments: ATE against the given poses, and the median |real - clean| of the pairs of
+  a twin fused at our poses versus one fused at the given poses (`--given-poses`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import zarr
+
+from realdiff.capture.config import CaptureConfig
+from realdiff.capture.pipeline import capture
+from realdiff.pairs import load_split, make_pairs
+from realdiff.reald2iff.stages import fit_shifts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shift_spread(pairs: Path) -> dict:
+    clean, real, _, _ = load_split(pairs, "train")
+    s = fit_shifts(torch.from_numpy(clean), torch.from_numpy(real)).float()
+    return {"mean": s.mean(0).tolist(), "std": s.std(0).tolist(), "frames": len(s)}
+
+
+def median_mm(pairs: Path) -> float:
+    return zarr.open_group(pairs, mode="r").attrs["realdiff_pairs"]["median_abs_diff_m"] * 1000
+
+
+def run(name: str, make, out: Path, results: dict) -> Path:
+    store = out / f"{name}.zarr"
+    t = time.time()
+    if not store.exists():
+        make(store)
+        results.setdefault("seconds", {})[name] = time.time() - t
+        print(f"{name}: made in {time.time() - t:.0f} s", flush=True)
+    return store
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data"))
+    ap.add_argument("--out", default=str(ROOT / "out/capture_bench"))
+    ap.add_argument("--only", default=None, help="comma-separated: kinect, kinect-refine, sun3d")
+    args = ap.parse_args()
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else {"kinect", "kinect-refine", "sun3d"}
+    results: dict = {}
+    k7 = data / "kinect-7scenes"
+    kw = dict(progress=True)
+    if "kinect" in only or "kinect-refine" in only:
+        given = run(
+            "kinect-given",
+            lambda s: make_pairs(k7 / "frames", k7 / "camera-intrinsics.txt", k7 / "scene_mesh.ply", s, **kw),
+            out,
+            results,
+        )
+        results["kinect-given"] = {"median_abs_diff_mm": median_mm(given)}
+    if "kinect" in only:
+        cap = run(
+            "kinect-capture",
+            lambda s: capture(k7 / "frames", k7 / "camera-intrinsics.txt", s, sensor="kinect-v1", **kw),
+            out,
+            results,
+        )
+        meta = zarr.open_group(cap, mode="r").attrs["realdiff_pairs"]
+        results["kinect-capture"] = {"ate_m": meta["ate_m"], "median_abs_diff_mm": median_mm(cap)}
+    if "kinect-refine" in only:
+        ref = run(
+            "kinect-refined",
+            lambda s: make_pairs(
+                k7 / "frames", k7 / "camera-intrinsics.txt", k7 / "scene_mesh.ply", s, refine=True, **kw
+            ),
+            out,
+            results,
+        )
+        results["kinect-refined"] = {"median_abs_diff_mm": median_mm(ref), "shifts": shift_spread(ref)}
+        results["kinect-given"]["shifts"] = shift_spread(given)
+    if "sun3d" in only:
+        sun = data / "sun3d-xtion"
+        for frag in ("fragment-1", "fragment-2"):
+            for mode in ("tracked", "given"):
+                cfg = CaptureConfig(given_poses=mode == "given", min_frames=10)
+                store = run(
+                    f"sun3d-{frag}-{mode}",
+                    lambda s, frag=frag, cfg=cfg: capture(
+                        sun / frag, sun / "camera-intrinsics.txt", s, sensor="xtion", cfg=cfg, **kw
+                    ),
+                    out,
+                    results,
+                )
+                meta = zarr.open_group(store, mode="r").attrs["realdiff_pairs"]
+                results[f"sun3d-{frag}-{mode}"] = {
+                    "ate_m": meta.get("ate_m"),
+                    "median_abs_diff_mm": median_mm(store),
+                }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""`realdiff capture`: camera tracking, TSDF fusion and registration refinement, from depth alone."""
