@@ -16,7 +16,7 @@ setup:
 demo: setup
 	$(BIN)/simgen render --task pick --episodes 20 --out out/pick.zarr --workers 2
 	$(BIN)/realdiff noisify out/pick.zarr --overwrite \
-		--noiser front=reald2iff-texture-shift,wrist=structured-light --range-scale wrist=0.1
+		--noiser front=reald2iff-texture,wrist=structured-light --range-scale wrist=0.1
 	$(BIN)/simgen info out/pick.zarr
 	$(BIN)/simgen preview out/pick.zarr --episode 0 --out out/pick_ep0.mp4
 	$(BIN)/simgen preview out/pick.zarr --episode 0 --out out/pick_ep0.png

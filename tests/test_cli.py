@@ -185,6 +185,9 @@ def test_realdiff_sensors_lists_every_model_with_its_sensor_and_range():
         assert "validation  W1 " in block and "two-sample" in block
         if name == "identity":
             assert "sensor      none" in block and "range" not in block
+        elif name == "reald2iff-d435":
+            assert "sensor      Intel RealSense D435 (active IR stereo)" in block
+            assert "range       0.45-3.3 m" in block and "realsense-d435-office" in block
         else:
             assert "sensor      Microsoft Kinect v1 (structured light)" in block
             assert "range       0.8-4.0 m" in block and "resolution  640x480" in block
@@ -192,7 +195,7 @@ def test_realdiff_sensors_lists_every_model_with_its_sensor_and_range():
     rows = json.loads(run_realdiff("sensors", "--json", check=True).stdout)
     assert [r["name"] for r in rows] == names
     assert [r["name"] for r in rows if r["default"]] == [DEFAULT_NOISER]
-    assert all(r["range_m"] == [0.8, 4.0] for r in rows if r["name"] != "identity")
+    assert all(r["range_m"] == [0.8, 4.0] for r in rows if r["name"] not in ("identity", "reald2iff-d435"))
     by_name = {r["name"]: r for r in rows}
     assert by_name["reald2iff-texture-shift"]["validation"]["two_sample_acc"] == 0.635
     assert by_name["identity"]["sensor"] is None

@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 from realdiff.noisify import noisify_store
+from realdiff.sensors import DEFAULT_NOISER
 from simgen.store import Store, shard_frames
 from tests.conftest import (
     assert_one_line_error,
@@ -208,19 +209,19 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
 
 
 def test_default_noiser_is_reald2iff_and_independent_of_workers(store, tmp_path):
-    """`realdiff noisify store.zarr` with no flag: the committed RealD²iff model with every stage, same result
+    """`realdiff noisify store.zarr` with no flag: the committed RealD²iff Kinect model, same result
     for 1 and 2 worker processes, readings only where the clean depth has one, realistic size."""
     a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
     shutil.copytree(store, a)
     shutil.copytree(store, b)
     p = run_realdiff("noisify", a, "--quiet", "--workers", "1")
     assert p.returncode == 0, p.stderr
-    assert "reald2iff-texture-shift" in p.stdout
+    assert DEFAULT_NOISER in p.stdout
     run_realdiff("noisify", b, "--quiet", "--workers", "2", check=True)
     out, clean = _noisy(a), zarr.open_group(a)["data/front_depth"][:]
     np.testing.assert_array_equal(out, _noisy(b))
     meta = zarr.open_group(a)["data/front_depth_noisy"].attrs["noisify"]
-    assert meta["config"]["noiser"] == "reald2iff-texture-shift" and meta["complete"]
+    assert meta["config"]["noiser"] == DEFAULT_NOISER and meta["complete"]
     assert np.all(out[clean == 0] == 0)
     valid = (clean > 0) & (out > 0)
     holes = np.mean(~(out[clean > 0] > 0))
@@ -289,7 +290,7 @@ def test_warns_for_a_camera_outside_the_sensors_working_range(two_cameras, tmp_p
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines == _warnings(p.stderr), p.stderr
     assert "wrist: " in lines[0] and "front" not in lines[0]
-    assert "of depth readings lie outside reald2iff-texture-shift's working range 0.8-4.0 m" in lines[0]
+    assert f"of depth readings lie outside {DEFAULT_NOISER}'s working range 0.8-4.0 m" in lines[0]
     assert "(Microsoft Kinect v1)" in lines[0] and "--range-scale wrist=S" in lines[0]
     data = zarr.open_group(path)["data"]
     wrist, front = (data[f"{c}_depth_noisy"].attrs["noisify"] for c in ("wrist", "front"))

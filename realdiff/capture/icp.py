@@ -136,19 +136,19 @@ def median_abs_diff_mm(real: np.ndarray, clean: np.ndarray) -> float:
 
 
 def refine_pose(
-    render, real: np.ndarray, K: np.ndarray, pose: np.ndarray, max_dist=(0.05, 0.03, 0.02), iters: int = 8
+    render, real: np.ndarray, K: np.ndarray, pose: np.ndarray, rounds=((0.05, 4), (0.03, 4), (0.02, 2))
 ) -> Refined:
     """Register a real depth frame to the twin (a `render(pose) -> depth` function, same K): ICP of
-    the frame's points (every 2nd pixel) to the twin's render, re-rendered after each round, with
-    association distances max_dist per round. The refined pose is kept only if it lowers the
+    the frame's points to the twin's render, re-rendered after each round; a round is (association
+    distance in m, pixel step of the frame's points). The refined pose is kept only if it lowers the
     median |real - clean|; otherwise the given pose stands."""
-    src = Source.from_depth(real, K, step=2)
+    sources = {step: Source.from_depth(real, K, step=step) for step in {s for _, s in rounds}}
     clean0 = render(pose)
     before = median_abs_diff_mm(real, clean0)
     clean, fit = clean0, None
     p = np.array(pose, np.float64)
-    for dist in max_dist:
-        fit = icp(src, RefView.from_depth(clean, K, p), p, iters=iters, max_dist=dist)
+    for dist, step in rounds:
+        fit = icp(sources[step], RefView.from_depth(clean, K, p), p, iters=6, max_dist=dist, tol=1e-4)
         p = fit.pose
         clean = render(p)
     after = median_abs_diff_mm(real, clean)

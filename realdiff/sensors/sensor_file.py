@@ -37,6 +37,7 @@ METRICS = {
     "spectrum_dist": ("spectrum", ""),
     "edge_rmse": ("edge profile", ""),
     "two_sample_acc": ("two-sample", ""),
+    "two_sample_strong_acc": ("two-sample (strong)", ""),
 }
 
 
