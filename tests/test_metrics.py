@@ -186,6 +186,7 @@ def test_strong_patches_add_hole_mask_and_clean_gradients():
     np.testing.assert_allclose(gy, 0, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_two_sample_strong_accuracy():
     clean = scene(10)
     real = sensor(clean, seed=1)  # Gaussian noise and 2 % random holes

@@ -348,7 +348,7 @@ def test_per_camera_noisers(two_cameras, tmp_path):
         path,
         noiser="front=gaussian,wrist=identity",
         seed=2,
-        workers=2,
+        workers=1,
         progress=False,
         suffix="two",
         warn=warned.append,
