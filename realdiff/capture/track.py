@@ -83,13 +83,16 @@ class Tracker:
                     f"{frame}: tracking lost: the camera would have jumped {moved * 100:.0f} cm and "
                     f"{turned:.0f} degrees since the frame before"
                 )
-        self.replay(depth, pose)
+        self._fuse(depth, pose)
         return pose, fit
 
     def replay(self, depth: np.ndarray, pose: np.ndarray) -> None:
         """Fuse a frame at a known pose, as track() does after registering it (a resumed run
         replays the frames tracked before the kill, rebuilding the same model)."""
-        depth = self._clip(depth)
+        self._fuse(self._clip(depth), pose)
+
+    def _fuse(self, depth: np.ndarray, pose: np.ndarray) -> None:
+        """Fuse an already clipped frame and remember it as the last."""
         self.volume.integrate(depth, self.K, pose, self.cfg.max_depth)
         self.poses.append(pose)
         self._last = depth[:: self.cfg.step, :: self.cfg.step]  # where the next raycast starts

@@ -34,6 +34,8 @@ class TSDFVolume:
         # where seen. Kept together so one grid_sample reads both.
         self.vol = torch.zeros(2, Z, Y, X)
         self.weight = torch.zeros(Z, Y, X)
+        self._org = torch.as_tensor(self.origin, dtype=torch.float32)
+        self._size = torch.tensor(self.shape, dtype=torch.float32) - 1  # the last cell's index
 
     # --- fusing ---------------------------------------------------------------------------------
 
@@ -54,14 +56,12 @@ class TSDFVolume:
         offs = torch.arange(-self.trunc, self.trunc + 1e-6, self.voxel / 2, dtype=torch.float32)
         zz = z[:, None] + offs[None]  # (n, s) sample depths along each ray
         cam = torch.stack([rays[:, None, 0] * zz, rays[:, None, 1] * zz, zz], -1).view(-1, 3)
-        ijk = torch.round(
-            (transform(pose, cam) - torch.as_tensor(self.origin, dtype=torch.float32)) / self.voxel
-        )
-        hi = torch.tensor(self.shape, dtype=torch.float32) - 1
+        ijk = torch.round((transform(pose, cam) - self._org) / self.voxel)
+        hi = self._size
         ijk = ijk[((ijk >= 0) & (ijk <= hi)).all(1)].long()
         X, Y, _ = self.shape
         flat = (ijk[:, 2] * Y + ijk[:, 1]) * X + ijk[:, 0]
-        centre = torch.as_tensor(self.origin, dtype=torch.float32) + self.voxel * ijk.float()
+        centre = self._org + self.voxel * ijk.float()
         p = transform(np.linalg.inv(pose), centre)
         zc = p[:, 2].clamp_min(1e-6)
         uc = torch.round(p[:, 0] / zc * float(K[0, 0]) + float(K[0, 2])).long()
@@ -100,8 +100,6 @@ class TSDFVolume:
         Rays march in steps of trunc / 2 reading the nearest cell; at the first crossing the depth
         is interpolated linearly between trilinear reads at the two steps around it. `hint`, an
         (H, W) depth expected near the surface (0: none), starts a ray 2 trunc before it."""
-        self._org = torch.as_tensor(self.origin, dtype=torch.float32)
-        self._size = torch.tensor(self.shape, dtype=torch.float32) - 1
         X, Y, Z = self.shape
         flat_t, flat_s = self.vol[0].view(-1), self.vol[1].view(-1)
         v, u = torch.meshgrid(
@@ -124,25 +122,25 @@ class TSDFVolume:
             h = torch.from_numpy(np.ascontiguousarray(hint, np.float32)).view(-1)
             z0 = torch.where(h > 0, (h - 2 * self.trunc).clamp_min(near), z0)
         depth = torch.zeros(len(rays))
-        todo = torch.arange(len(rays))
+        active = torch.arange(len(rays))
         prev_f = torch.ones(len(rays))
         prev_seen = torch.zeros(len(rays), dtype=torch.bool)
-        hi = torch.tensor([X - 1, Y - 1, Z - 1], dtype=torch.float32)
+        hi = self._size
         n_steps = int(np.ceil((far - near) / step)) + 1
         for k0 in range(0, n_steps, 8):  # 8 steps at a time; rays that hit stop
-            zc = z0[todo, None] + step * torch.arange(k0, k0 + 8, dtype=torch.float32)[None]  # (n, s)
-            g = torch.round(start + slope[todo, None, :] * zc[..., None])  # (n, s, 3)
+            zc = z0[active, None] + step * torch.arange(k0, k0 + 8, dtype=torch.float32)[None]  # (n, s)
+            g = torch.round(start + slope[active, None, :] * zc[..., None])  # (n, s, 3)
             inside = ((g >= 0) & (g <= hi)).all(-1) & (zc <= far)
             g = torch.minimum(g.clamp_min(0), hi).long()
             idx = (g[..., 2] * Y + g[..., 1]) * X + g[..., 0]
             f = torch.where(inside, flat_t[idx] + 1, 1.0)
             seen = inside & (flat_s[idx] > 0)
-            f_all = torch.cat([prev_f[todo, None], f], 1)
-            seen_all = torch.cat([prev_seen[todo, None], seen], 1)
+            f_all = torch.cat([prev_f[active, None], f], 1)
+            seen_all = torch.cat([prev_seen[active, None], seen], 1)
             cross = (f_all[:, :-1] > 0) & (f_all[:, 1:] <= 0) & seen_all[:, :-1] & seen_all[:, 1:]
             hit = cross.any(1)
             first = cross.float().argmax(1)[hit]
-            ids = todo[hit]
+            ids = active[hit]
             za = z0[ids] + step * (k0 - 1 + first.float())
             fa = self._trilinear(o + dirs[ids] * za[:, None])
             fb = self._trilinear(o + dirs[ids] * (za + step)[:, None])
@@ -151,9 +149,9 @@ class TSDFVolume:
             fa = torch.where(good, fa, f_all[hit][r, first])
             fb = torch.where(good, fb, f_all[hit][r, first + 1])
             depth[ids] = za + step * fa / (fa - fb).clamp_min(1e-6)
-            prev_f[todo], prev_seen[todo] = f[:, -1], seen[:, -1]
-            todo = todo[~hit & (zc[:, -1] < far)]
-            if len(todo) == 0:
+            prev_f[active], prev_seen[active] = f[:, -1], seen[:, -1]
+            active = active[~hit & (zc[:, -1] < far)]
+            if len(active) == 0:
                 break
         return depth.view(H, W).numpy()
 
