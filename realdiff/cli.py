@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from interop.robomimic import CONVENTIONS
+from plumbing.backends import BACKENDS
 from plumbing.cli import Parser, field_default, given, main_of, option, quiet
 from realdiff.capture.config import CaptureConfig
 from realdiff.reald2iff.config import DistillConfig, ModelConfig, TrainConfig
@@ -129,11 +131,11 @@ def cmd_shift(args) -> int:
 
 
 def cmd_noisify(args) -> int:
-    from realdiff.noisify import noisify_store
+    from realdiff.noisify_datasets import noisify_path
     from realdiff.sensors import parse_range_scale
 
     cams = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
-    s = noisify_store(
+    s = noisify_path(
         args.store,
         noiser=args.noiser,
         cameras=cams,
@@ -143,9 +145,14 @@ def cmd_noisify(args) -> int:
         workers=args.workers,
         progress=not args.quiet,
         range_scale=parse_range_scale(args.range_scale),
+        backend=args.backend,
+        address=args.address,
+        intrinsics=args.intrinsics,
+        depth_convention=args.depth_convention,
+        out=args.out,
     )
     print(
-        f"{args.store}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
+        f"{s.get('out', args.store)}: {s['noiser']} wrote {', '.join(s['keys'])} ({s['frames_noisified']} "
         f"frames this run, {s['frames']} per camera)"
     )
     return 0
@@ -376,12 +383,14 @@ def build_parser() -> Parser:
 
     z = sub.add_parser(
         "noisify",
-        help="add sensor-like depth to a simgen store",
+        help="add sensor-like depth to a simgen store or a robomimic / MimicGen HDF5 dataset",
         description="For each camera, read <camera>_depth (clean) and write "
-        "<camera>_depth_<suffix> with a noise model, shard by shard on all cores. "
+        "<camera>_depth_<suffix> with a noise model, piece by piece on all cores (or Ray). "
         "A killed run resumes when re-run with the same settings.",
     )
-    z.add_argument("store", help="simgen store (from `simgen render`)")
+    z.add_argument(
+        "store", help="simgen store (from `simgen render`) or robomimic / MimicGen HDF5 dataset (*.hdf5)"
+    )
     z.add_argument(
         "--noiser",
         default=DEFAULT_NOISER,
@@ -398,7 +407,29 @@ def build_parser() -> Parser:
     z.add_argument("--range-scale", default=None, metavar="CAM=S[,CAM=S]", help=RANGE_SCALE_HELP)
     option(z, noisify_store, "seed", "noise seed")
     z.add_argument("--overwrite", action="store_true", help="replace an existing output array")
-    option(z, noisify_store, "workers", "processes (none: all cores)", type=int)
+    option(z, noisify_store, "workers", "processes, or Ray CPUs (none: all cores)", type=int)
+    option(z, noisify_store, "backend", "where jobs run: local processes or Ray tasks", choices=BACKENDS)
+    option(z, noisify_store, "address", "Ray cluster address ('auto': this machine's cluster)")
+    z.add_argument(
+        "--intrinsics",
+        default=None,
+        metavar="K.txt | CAM=K.txt[,...]",
+        help="HDF5 datasets: camera intrinsics (3x3 or fx fy cx cy), for one camera or all "
+        "(default: the file's own: simgen's K attribute, or the robosuite model's camera)",
+    )
+    z.add_argument(
+        "--depth-convention",
+        default="auto",
+        choices=CONVENTIONS,
+        help="HDF5 datasets: how the clean depth is stored: metric (metres, upright), robosuite "
+        "(robosuite's normalised depth buffer, upside down, as robomimic's conversion writes it); "
+        "auto reads the depth's unit attribute, else takes normalised depth for robosuite's (default auto)",
+    )
+    z.add_argument(
+        "--out",
+        default=None,
+        help="HDF5 datasets: write a new file with the noisy depth added (default: into the file itself)",
+    )
     quiet(z)
     z.set_defaults(func=cmd_noisify)
 

@@ -21,15 +21,13 @@ import functools
 import os
 import sys
 import zlib
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
 import zarr
 from tqdm import tqdm
 
-from plumbing.procs import spawn_pool
+from plumbing.backends import check_backend, run_jobs
 from realdiff.sensors import (
     DEFAULT_NOISER,
     from_json,
@@ -85,35 +83,19 @@ def _noisify_shard(
     return dst_key, start, end
 
 
-def _run_shards(jobs: list[tuple], procs: int, record) -> None:
-    """Run _noisify_shard on every job with `procs` processes, this one included: it starts on the
-    first shard at once while procs - 1 spawned workers start up (importing torch takes them
-    seconds), and calls record(result) for each finished shard, here, as results come."""
+def run_noisify_jobs(
+    fn, jobs: list[tuple], record, backend: str = "local", workers: int | None = None, address=None
+) -> None:
+    """fn(*job, threads) for every job on the backend (plumbing.backends.run_jobs), torch getting
+    `threads` threads in each process so that processes times threads is the cores (one on Ray,
+    whose tasks each hold one CPU); this process's own setting is restored afterwards."""
     import torch
 
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // procs)  # torch threads per process: no oversubscription
-    queue = deque(jobs)
+    procs = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // procs)
     saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        if procs == 1:
-            while queue:
-                record(_noisify_shard(*queue.popleft(), threads))
-            return
-        with spawn_pool(procs - 1) as pool:
-            running: set = set()
-            while queue or running:
-                while queue and len(running) < 2 * (procs - 1):  # a shard queued behind each running one
-                    running.add(pool.submit(_noisify_shard, *queue.popleft(), threads))
-                if queue:
-                    record(_noisify_shard(*queue.popleft(), threads))
-                    finished, _ = wait(running, timeout=0)
-                else:
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    running.discard(f)
-                    record(f.result())
+        run_jobs(fn, [(*j, threads) for j in jobs], record, backend, procs, address)
     finally:
         torch.set_num_threads(saved)
 
@@ -186,12 +168,16 @@ def noisify_store(
     progress: bool = True,
     range_scale: dict | None = None,
     warn=_warn_stderr,
+    backend: str = "local",
+    address: str | None = None,
 ) -> dict:
     """Write `<camera>_depth_<suffix>` for each camera of a simgen store; returns a summary.
     `noiser`: one noiser for every camera, or per camera ('front=NAME,wrist=NAME' or a dict; see
     realdiff.sensors.noisers_per_camera). `range_scale` {camera: s}: that camera gets its noiser
     built s times smaller (RangeScaled). `warn(message)` gets each camera's out-of-range warning
-    (default: one line on stderr)."""
+    (default: one line on stderr). `backend`: "local" (processes on this machine) or "ray" (Ray
+    tasks, on the cluster at `address` if given: the store must be on storage every node sees)."""
+    check_backend(backend, address)
     store = Store(path)  # StoreError if not a simgen store of this schema
     cams = list(cameras or store.meta["cameras"])
     names = noisers_per_camera(noiser, cams)  # ValueError for a camera not among cams
@@ -240,7 +226,7 @@ def noisify_store(
             derived.done(dst_key, start, end)
             bar.update(end - start)
 
-        _run_shards(jobs, min(workers or os.cpu_count() or 1, max(1, len(jobs))), record)
+        run_noisify_jobs(_noisify_shard, jobs, record, backend, workers, address)
         bar.close()
     return {
         "frames": n,

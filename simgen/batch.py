@@ -36,6 +36,7 @@ import tomllib
 import zarr
 from tqdm import tqdm
 
+from plumbing.backends import BACKENDS, ray_session
 from plumbing.procs import WORKER_ENV, spawn_pool
 from simgen.cameras import parse_resolution
 from simgen.randomize import Randomization
@@ -74,7 +75,6 @@ TASK_KEYS = {
     "mesh_detail",
     "randomize",
 }
-BACKENDS = ("local", "ray")
 
 
 class JobError(ValueError):
@@ -390,22 +390,7 @@ def _run_local(job: Job, todo, on_done, failures, show) -> None:
 
 def _run_ray(job: Job, todo, on_done, failures, show) -> None:
     """Shards as Ray tasks (one CPU each). Ray retries a task whose worker died or raised."""
-    try:
-        import ray
-    except ImportError:
-        raise JobError("backend \"ray\" needs Ray: pip install 'ray>=2.9'") from None
-    started = not ray.is_initialized()
-    if started:
-        # A local Ray runs its workers at nice 15 by default: beside any other work they would
-        # starve, where the local backend's processes run at the user's own priority.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        kw = (
-            {"address": job.address}
-            if job.address
-            else {"num_cpus": job.workers, "include_dashboard": False, "object_store_memory": 128 << 20}
-        )
-        ray.init(runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False, logging_level="ERROR", **kw)
-    try:
+    with ray_session(job.address, job.workers) as ray:
         remote = ray.remote(num_cpus=1, max_retries=job.retries, retry_exceptions=True)(render_shard)
         refs = {remote.remote(cfg, str(path)): item for item in todo for (_, _, cfg, path) in [item]}
         while refs:
@@ -420,9 +405,6 @@ def _run_ray(job: Job, todo, on_done, failures, show) -> None:
                         f"{str(e).strip().splitlines()[-1]}"
                     )
             show([p for (_, _, _, p) in refs.values()])
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def merge_task(job: Job, t: TaskJob) -> dict:
