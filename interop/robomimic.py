@@ -135,8 +135,11 @@ def read_metric(f: h5py.File, path: str, start: int, end: int, convention: str) 
 
         if np.any(v < 0) or np.any(v > 1):
             raise DatasetError(f"{path}: normalised depth outside [0, 1] (frames {start}..{end - 1})")
-        demo = path.split("/")[1]
-        v = np.ascontiguousarray(metric_from_normalized(demo_model(f, demo), v)[:, ::-1], np.float32)
+        from simgen.render import far_plane, no_reading_at_far
+
+        model = demo_model(f, path.split("/")[1])
+        v = metric_from_normalized(model, v.astype(np.float64))[:, ::-1].astype(np.float32)
+        v = np.ascontiguousarray(no_reading_at_far(v, far_plane(model)))
     elif np.any(v < 0):
         raise DatasetError(f"{path} holds negative depth (frames {start}..{end - 1})")
     return v

@@ -116,6 +116,53 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_depth(args) -> int:
+    from interop.depth_replay import add_depth
+
+    summary = add_depth(
+        args.dataset,
+        args.cameras,
+        width=args.width,
+        height=args.height,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    sizes = ", ".join(f"{c} {w}x{h}" for c, (w, h) in summary["sizes"].items())
+    print(
+        f"{args.dataset}: depth of {sizes} in {summary['demos']} demos ({summary['frames']} frames; "
+        f"{summary['rendered']} demos rendered by this run)"
+    )
+    return 0
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
+
+
+def cmd_export(args) -> int:
+    from interop.export import export
+
+    s = export(
+        args.store,
+        args.format,
+        args.out,
+        noisy_only=args.noisy_only,
+        noisy_key=args.noisy_key,
+        cameras=list(args.cameras) if args.cameras else None,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        points=args.points,
+        sampling=args.sampling,
+        workspace=args.workspace,
+    )
+    print(f"{s['out']}: {s['format']} export of {s['episodes']} episodes ({s['frames']} frames)")
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from tasks import REGISTRY, task_names
 
@@ -238,6 +285,75 @@ def build_parser() -> Parser:
         description="List every task in the registry with its description.",
     )
     t.set_defaults(func=cmd_tasks)
+
+    d = sub.add_parser(
+        "depth",
+        help="add metric depth to a robosuite HDF5 dataset by replaying its states",
+        description="Replay the stored MuJoCo states of every demo of a robomimic / MimicGen HDF5 "
+        "file and add metric depth (obs/<camera>_depth, metres, upright, 0 = no reading, K in its "
+        "attributes) and per-frame camera-to-world extrinsics (obs/<camera>_extrinsics), and the "
+        "same under next_obs. Re-running the same command resumes a killed run; the file is "
+        "replaced in one step at the end. Format: docs/formats/robomimic.md.",
+    )
+    d.add_argument("dataset", help="robomimic HDF5 file (data/demo_N with states and model_file)")
+    d.add_argument(
+        "--cameras", required=True, type=_camera_list, help="comma-separated robosuite camera names"
+    )
+    d.add_argument("--width", type=int, default=None, help="image width (default: the file's env_args)")
+    d.add_argument("--height", type=int, default=None, help="image height (default: the file's env_args)")
+    d.add_argument("--overwrite", action="store_true", help="replace depth and extrinsics already there")
+    d.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    quiet(d)
+    d.set_defaults(func=cmd_depth)
+    x = sub.add_parser(
+        "export",
+        help="write a store as a LeRobot, robomimic or DP3 dataset",
+        description="Export actions, proprioception, RGB, clean and noisy depth (float32 metres, "
+        "0 = no reading), intrinsics, per-frame extrinsics, episode boundaries, success flags and "
+        "the task to another framework's format: lerobot (a LeRobot v3 folder), robomimic (an "
+        "HDF5 file) or dp3 (3D Diffusion Policy's zarr, one camera, with point clouds). OUT is "
+        "written as OUT.partial and renamed when complete. Formats: docs/formats/.",
+    )
+    x.add_argument("store", help="store path")
+    x.add_argument("--format", required=True, choices=["lerobot", "robomimic", "dp3"], help="output format")
+    x.add_argument("out", help="output path (a folder for lerobot and dp3, an .hdf5 file for robomimic)")
+    x.add_argument(
+        "--noisy-only",
+        action="store_true",
+        help="a training set: the noisy depth (see --noisy-key) and no clean depth",
+    )
+    x.add_argument(
+        "--noisy-key",
+        default=None,
+        metavar="SUFFIX",
+        help="export the noisified depth <camera>_depth_SUFFIX of `realdiff noisify` (default: with "
+        "--noisy-only noisy, else every complete noisified depth)",
+    )
+    x.add_argument(
+        "--cameras",
+        "--camera",
+        type=_camera_list,
+        default=None,
+        help="comma-separated cameras to export (default: all; dp3 takes one, default the first)",
+    )
+    x.add_argument("--points", type=int, default=1024, help="dp3: points per point cloud (default 1024)")
+    x.add_argument(
+        "--sampling",
+        choices=["fps", "uniform"],
+        default="fps",
+        help="dp3: farthest point or seeded uniform sampling of the points (default fps)",
+    )
+    x.add_argument(
+        "--workspace",
+        type=_numbers,
+        default=None,
+        metavar="XMIN,XMAX,YMIN,YMAX,ZMIN,ZMAX",
+        help="dp3: world-frame box the point clouds are cropped to (default: around the hand's and "
+        "objects' positions, above the table)",
+    )
+    x.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    quiet(x)
+    x.set_defaults(func=cmd_export)
     return p
 
 

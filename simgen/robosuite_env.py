@@ -13,13 +13,18 @@ store schema as native tasks:
   `gripper0_right_grip_site`, the controller's own reference site.
 - Cameras: ours map to robosuite's (`front` -> `agentview`, `wrist` -> `robot0_eye_in_hand`) and
   render through robosuite's offscreen context (`MjSim.render`) once per control step, after the
-  step. Depth comes from `camera_utils.get_real_depth_map`, flipped upright; K from
-  `get_camera_intrinsic_matrix` moved to the OpenCV pixel-centre convention (robosuite puts the
+  step. Depth is metric by `camera_utils.get_real_depth_map`'s formula, flipped upright; K is
+  `get_camera_intrinsic_matrix`'s moved to the OpenCV pixel-centre convention (robosuite puts the
   principal point at W/2, H/2; MuJoCo's image centre is at (W-1)/2, (H-1)/2 in that convention);
   extrinsics from `get_camera_extrinsic_matrix` (camera-to-world, OpenCV axes). The context is made
   at the image size without multisampling and without the passes `simgen.render.depth_scene` turns
   off (shadows, reflections, skybox): depth is exact without them (multisampled depth is off by
-  millimetres) and they cost most of the render time.
+  millimetres) and they cost most of the render time. These render functions (`render_context`,
+  `render_camera`, `camera_K`) take any robosuite MjSim: `simgen depth` replays datasets with them
+  (interop.robosuite_replay), bit for bit what rendering here gives.
+- Replay: each step records `sim_state`, robosuite's flattened MjSim state, and the store's
+  `robosuite` section the MJCF the model was compiled from (`model_xml`), as robomimic datasets
+  keep `states` and `model_file`.
 - Seeding: robosuite draws object placement and the robot's initial joint noise from one
   generator, `env.rng`; `reset(seed)` reseeds it in place, so an episode depends on its seed only.
   The environment is built once (`hard_reset=False`), with seed 0, so anything drawn at build time
@@ -34,6 +39,7 @@ import contextlib
 import io
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mujoco
@@ -65,7 +71,7 @@ def check_cameras(cameras) -> None:
 # robosuite loading
 
 
-def _import_robosuite():
+def import_robosuite():
     """Import robosuite (and the camera utilities, which import its wrappers) without their
     import-time chatter (missing private macros, gym), and keep its console log to warnings and
     errors."""
@@ -93,7 +99,7 @@ def _controller_config(robosuite) -> dict:
 
 
 def _make(name: str):
-    robosuite = _import_robosuite()
+    robosuite = import_robosuite()
     return robosuite.make(
         name,
         robots="Panda",
@@ -108,6 +114,78 @@ def _make(name: str):
         reward_shaping=False,
         seed=0,
     )
+
+
+def model_xml(rs_env) -> str:
+    """The MJCF robosuite compiled `rs_env`'s model from (its own XML after its XML processors,
+    full precision, unlike MuJoCo's saved XML), asset paths made relative to the robosuite package
+    (`robosuite/models/assets/...`) so the text is the same on every machine. Read it before the
+    environment changes its model tree."""
+    xml = rs_env.model.get_xml()
+    for process in rs_env._xml_processors:
+        xml = process(xml)
+    home = str(Path(sys.modules["robosuite"].__file__).parent)
+    return xml.replace(f'file="{home}/', 'file="robosuite/')
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering any robosuite MjSim (used by RobosuiteEnv and by interop.robosuite_replay)
+
+
+def render_context(sim, width: int, height: int):
+    """robosuite's offscreen context for `sim` (a robosuite MjSim), sized to the images, without
+    the passes depth does not need (multisampling, shadow casting and depth_scene's passes). Sets
+    the model's offscreen size, samples and shadows. Free it with free_render_context."""
+    from robosuite.utils.binding_utils import MjRenderContextOffscreen
+
+    m = sim.model._model
+    m.vis.global_.offwidth, m.vis.global_.offheight = width, height
+    m.vis.quality.offsamples = 0
+    m.light_castshadow[:] = 0
+    ctx = MjRenderContextOffscreen(sim, device_id=-1, max_width=width, max_height=height)
+    depth_scene(ctx.scn)
+    ctx.vopt.geomgroup[0] = 0  # robosuite's camera settings: visual meshes, not collision ones
+    ctx.vopt.geomgroup[1] = 1
+    ctx.vopt.sitegroup[:] = 0
+    return ctx
+
+
+def free_render_context(ctx) -> None:
+    """Free a render_context's GL resources now, not whenever the collector runs."""
+    ctx.con.free()
+    ctx.gl_ctx.free()
+
+
+def metric_from_normalized(model: mujoco.MjModel, z: np.ndarray) -> np.ndarray:
+    """Metric z-depth from MuJoCo's normalised depth buffer `z` in [0, 1], as robosuite's
+    `get_real_depth_map` computes it (same operations, same result; the image's orientation is
+    kept)."""
+    extent = model.stat.extent
+    far = model.vis.map.zfar * extent
+    near = model.vis.map.znear * extent
+    return near / (1.0 - z * (1.0 - near / far))
+
+
+def render_camera(sim, camera: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Robosuite camera `camera` of `sim` (with a render_context current): upright metric depth
+    (float32 m, 0 = no reading) and the upright RGB image (a view)."""
+    rgb, raw = sim.render(camera_name=camera, width=width, height=height, depth=True)
+    if not (np.all(raw >= 0.0) and np.all(raw <= 1.0)):
+        raise RuntimeError(f"camera {camera!r}: depth buffer outside [0, 1]")
+    m = sim.model._model
+    depth = metric_from_normalized(m, raw)[::-1].astype(np.float32)
+    return np.ascontiguousarray(no_reading_at_far(depth, far_plane(m))), rgb[::-1]
+
+
+def camera_K(model: mujoco.MjModel, camera: str, width: int, height: int) -> np.ndarray:
+    """K (3x3) of model camera `camera` at width x height in the OpenCV pixel-centre convention:
+    robosuite's `get_camera_intrinsic_matrix` (focal length from the camera's fovy, principal point
+    W/2, H/2) moved by half a pixel, since MuJoCo's image centre is (W-1)/2, (H-1)/2 there."""
+    fovy = model.cam_fovy[model.camera(camera).id]
+    f = 0.5 * height / np.tan(fovy * np.pi / 360)
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    K[:2, 2] -= 0.5
+    return K
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,29 +222,11 @@ class RobosuiteEnv:
             self._bodies = [self.model.body(b).id for b in self.task.object_bodies]
             for name in self.rs._observables:  # state is read from the sim directly: skip their cost
                 self.rs.modify_observable(name, "enabled", False)
-            self._ctx = self._render_context() if render and self.cameras else None
+            self._ctx = render_context(self.sim, self.width, self.height) if render and self.cameras else None
             self._seg_lut = segment_lut(self.model, self.task.object_bodies) if seg else None
         except BaseException:
             self.close()
             raise
-
-    # -- rendering setup
-
-    def _render_context(self):
-        """robosuite's offscreen context, sized to the images, without the passes depth does not
-        need (multisampling, shadow casting and depth_scene's passes)."""
-        from robosuite.utils.binding_utils import MjRenderContextOffscreen
-
-        m = self.model
-        m.vis.global_.offwidth, m.vis.global_.offheight = self.width, self.height
-        m.vis.quality.offsamples = 0
-        m.light_castshadow[:] = 0
-        ctx = MjRenderContextOffscreen(self.sim, device_id=-1, max_width=self.width, max_height=self.height)
-        depth_scene(ctx.scn)
-        ctx.vopt.geomgroup[0] = 0  # robosuite's camera settings: visual meshes, not collision ones
-        ctx.vopt.geomgroup[1] = 1
-        ctx.vopt.sitegroup[:] = 0
-        return ctx
 
     # -- Env interface
 
@@ -216,7 +276,8 @@ class RobosuiteEnv:
         return self.data.site_xpos[s].copy(), self.data.site_xmat[s].reshape(3, 3).copy()
 
     def state(self) -> dict[str, np.ndarray]:
-        """Proprioception, object poses and camera extrinsics of the current state."""
+        """Proprioception, object poses, camera extrinsics and `sim_state`, robosuite's flattened
+        MjSim state [time, qpos, qvel] (float64: what a replay sets to render this step again)."""
         from robosuite.utils.camera_utils import get_camera_extrinsic_matrix
 
         d = self.data
@@ -224,6 +285,7 @@ class RobosuiteEnv:
         out = robot_state(d.qpos[self._arm_q], d.qpos[self._finger_q], *self.eef_pose(), objects)
         for c in self.cameras:
             out[f"{c}_extrinsics"] = get_camera_extrinsic_matrix(self.sim, CAMERAS[c]).astype(np.float32)
+        out["sim_state"] = self.sim.get_state().flatten()
         return out
 
     def observe(self) -> dict[str, np.ndarray]:
@@ -232,23 +294,16 @@ class RobosuiteEnv:
 
     def render(self) -> dict[str, np.ndarray]:
         """Every camera's images: '<cam>_depth' float32 metres, '<cam>_rgb', '<cam>_seg'."""
-        from robosuite.utils.camera_utils import get_real_depth_map
-
         if not self.cameras:
             return {}
         if self._ctx is None:
             raise RuntimeError("this RobosuiteEnv was made without rendering")
         self._ctx.gl_ctx.make_current()  # another renderer in this process may have taken over
-        far = far_plane(self.model)
         out = {}
         for c in self.cameras:
-            rgb, raw = self.sim.render(
-                camera_name=CAMERAS[c], width=self.width, height=self.height, depth=True
-            )
-            depth = get_real_depth_map(self.sim, raw)[::-1].astype(np.float32)
-            out[f"{c}_depth"] = np.ascontiguousarray(no_reading_at_far(depth, far))
+            out[f"{c}_depth"], rgb = render_camera(self.sim, CAMERAS[c], self.width, self.height)
             if self.rgb:
-                out[f"{c}_rgb"] = np.ascontiguousarray(rgb[::-1])
+                out[f"{c}_rgb"] = np.ascontiguousarray(rgb)
             if self._seg_lut is not None:
                 ids = self.sim.render(
                     camera_name=CAMERAS[c], width=self.width, height=self.height, segmentation=True
@@ -266,14 +321,13 @@ class RobosuiteEnv:
     def camera_attrs(self) -> dict[str, dict]:
         """Per camera (our names): size, K (OpenCV pixel-centre convention), fovy, mount, nominal
         extrinsics of a fixed camera, and the robosuite camera it is."""
-        from robosuite.utils.camera_utils import get_camera_extrinsic_matrix, get_camera_intrinsic_matrix
+        from robosuite.utils.camera_utils import get_camera_extrinsic_matrix
 
         out = {}
         for c in self.cameras:
             rs_name = CAMERAS[c]
             cam = self.model.camera(rs_name)
-            K = get_camera_intrinsic_matrix(self.sim, rs_name, self.height, self.width)
-            K[:2, 2] -= 0.5  # robosuite's principal point W/2, H/2 is (W-1)/2, (H-1)/2 here
+            K = camera_K(self.model, rs_name, self.width, self.height)
             body = int(cam.bodyid[0])
             fixed = body == 0
             out[c] = {
@@ -292,8 +346,9 @@ class RobosuiteEnv:
         return out
 
     def robosuite_attrs(self) -> dict:
-        """The store's `robosuite` section: version, environment, robot, controller, eef site and
-        the robosuite camera of each of ours."""
+        """The store's `robosuite` section: version, environment, robot, controller, eef site, the
+        robosuite camera of each of ours and the model's MJCF (`model_xml`, see model_xml: the
+        same in every process, the environment being built with seed 0)."""
         return {
             "version": sys.modules["robosuite"].__version__,
             "env": self.task.env_name,
@@ -301,12 +356,12 @@ class RobosuiteEnv:
             "controller": "OSC_POSE, absolute world-frame input",
             "eef_site": self.model.site(self._eef_site).name,
             "cameras": {c: CAMERAS[c] for c in self.cameras},
+            "model_xml": model_xml(self.rs),
         }
 
     def close(self) -> None:
-        if self._ctx is not None:  # free the GL context now, not whenever the collector runs
-            self._ctx.con.free()
-            self._ctx.gl_ctx.free()
+        if self._ctx is not None:
+            free_render_context(self._ctx)
             self._ctx = None
         if self.rs is not None:
             self.rs.close()

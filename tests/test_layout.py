@@ -8,7 +8,7 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("simgen", "tasks", "assets", "plumbing", "realdiff", "policies")
+PACKAGES = ("simgen", "tasks", "assets", "plumbing", "realdiff", "policies", "interop")
 
 
 def _modules() -> dict[str, Path]:

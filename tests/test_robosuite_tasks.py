@@ -71,6 +71,8 @@ def test_schema_is_a_native_store(lift_store):
     assert meta["object_bodies"] == ["cube_main"] and meta["segments"]["5"] == "cube_main"
     assert [e["seed"] for e in meta["episodes"]] == [3, 4] and all(e["success"] for e in meta["episodes"])
     assert set(meta["episodes"][0]["params"]["objects"]) == {"cube_main"}
+    xml = meta["robosuite"]["model_xml"]  # the same text on any machine: assets under robosuite/
+    assert "<mujoco" in xml[:100] and 'file="robosuite/models/assets/' in xml and 'file="/' not in xml
     n = root["meta/episode_ends"][-1]
     expect = {
         "action": ((10,), "float32"),
@@ -79,6 +81,7 @@ def test_schema_is_a_native_store(lift_store):
         "eef_pos": ((3,), "float32"),
         "eef_quat": ((4,), "float32"),
         "object_pose": ((1, 7), "float32"),
+        "sim_state": ((32,), "float64"),  # robosuite's [time, 16 qpos, 15 qvel]
     }
     for c in CFG["cameras"]:
         expect.update(

@@ -31,7 +31,7 @@ NOISERS = (
 
 EXPECTED = {
     "lift:action": "207ad1b57a6e30ac",
-    "lift:attrs": "53210c699755d10d",
+    "lift:attrs": "aab3f56fd043a96d",  # robosuite section gained model_xml (replay, issue 26)
     "lift:eef_pos": "e09d8a00a745fc40",
     "lift:eef_quat": "428024b7923bda58",
     "lift:front_depth": "71ef4ecc124e2eb3",
@@ -42,6 +42,7 @@ EXPECTED = {
     "lift:meta/episode_ends": "50287c298c08d34b",
     "lift:object_pose": "a2f8b6c4e24a0d0b",
     "lift:robot_qpos": "ce1671f42087795b",
+    "lift:sim_state": "81b6741a44cdd861",  # per-step MjSim state for replay (issue 26)
     "lift:wrist_depth": "efb3bcea7adf8009",
     "lift:wrist_extrinsics": "476fd2b8e28a1bd3",
     "lift:wrist_rgb": "729fc534286bf256",
