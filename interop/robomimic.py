@@ -216,7 +216,7 @@ def span_read(f: h5py.File, span: DepthSpan, start: int, end: int, convention: s
 
 
 def create_depth(group: h5py.Group, key: str, shape: tuple, attrs: dict, overwrite: bool) -> h5py.Dataset:
-    """An empty `group/key` of (T, H, W, 1) float32 metres (one chunk per frame) carrying the metric
+    """An empty `group/key` of (T, H, W, 1) float32 metres (one gzip chunk per frame) carrying the metric
     attrs plus `attrs` (arrays as HDF5 arrays, dicts as JSON). Replaces an existing dataset only
     with `overwrite`."""
     if key in group:
@@ -224,7 +224,15 @@ def create_depth(group: h5py.Group, key: str, shape: tuple, attrs: dict, overwri
             raise DatasetError(f"{group.name}/{key} exists; --overwrite replaces it")
         del group[key]
     t, h, w = shape
-    ds = group.create_dataset(key, shape=(t, h, w, 1), dtype=np.float32, chunks=(1, h, w, 1))
+    ds = group.create_dataset(
+        key,
+        shape=(t, h, w, 1),
+        dtype=np.float32,
+        chunks=(1, h, w, 1),
+        compression="gzip",  # level 1 with shuffle, lossless: as simgen export and simgen depth write
+        compression_opts=1,
+        shuffle=True,
+    )
     for k, v in {**METRIC_ATTRS, **attrs}.items():
         ds.attrs[k] = json.dumps(v) if isinstance(v, dict) else v
     return ds

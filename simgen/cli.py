@@ -1,4 +1,4 @@
-"""simgen command line: render, info, preview, tasks."""
+"""simgen command line: render, batch, info, preview, tasks, depth, export."""
 
 from __future__ import annotations
 
