@@ -201,3 +201,44 @@ def test_dp3_zarr_gains_noisy_depth_and_its_point_cloud(dataset, tmp_path):
     np.testing.assert_array_equal(a["data/point_cloud_noisy"][:], b["data/point_cloud"][:])
     with pytest.raises(ValueError, match="exists; --overwrite"):
         noisify_path(tmp_path / "clean", noiser="gaussian", progress=False)
+
+
+@pytest.mark.slow  # test_resumes_from_its_sidecar_and_refuses_other_settings covers resuming in `make test`
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.hdf5"
+    shutil.copy(dataset[1], big)
+    with h5py.File(big, "r+") as f:  # 16 demos: long enough to be killed midway
+        for i in range(2, 16):
+            f.copy(f[f"data/demo_{i % 2}"], f["data"], f"demo_{i}")
+    ref, cut = tmp_path / "ref.hdf5", tmp_path / "cut.hdf5"
+    shutil.copy(big, ref)
+    shutil.copy(big, cut)
+    noisify_hdf5(ref, cameras=["front"], workers=1, progress=False)
+    before = tree_digest(cut)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "realdiff", "noisify", cut, "--cameras", "front", "--workers", "1", "--quiet"],
+        stderr=subprocess.DEVNULL,
+    )
+    side = tmp_path / "cut.hdf5.noisify-noisy"
+    deadline = time.time() + 120
+    while len(list(side.glob("*.npy"))) < 3 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL
+    shutil.copytree(side, tmp_path / "kept")
+    shutil.rmtree(side)
+    assert tree_digest(cut) == before  # the killed run left the file as it was
+    shutil.copytree(tmp_path / "kept", side)
+    s = noisify_hdf5(cut, cameras=["front"], workers=2, progress=False)
+    assert 0 < s["frames_noisified"] < s["frames"] + 16
+    for group in ("obs", "next_obs"):
+        np.testing.assert_array_equal(
+            _demo_depth(cut, "front_depth_noisy", group), _demo_depth(ref, "front_depth_noisy", group)
+        )
