@@ -13,7 +13,7 @@ import numpy as np
 from interop.hdf5 import Sidecar
 from realdiff.sensors import load_noiser, noisers_per_camera, per_camera, sensor_info
 
-PIECE = 32  # frames one job noisifies
+PIECE = 64  # frames one job noisifies (at most): two of RealD²iff's batches at 128x128
 RANGE_SAMPLE_FRAMES = 64
 
 
@@ -86,3 +86,17 @@ def resume_sidecar(folder: Path, run: dict, overwrite: bool) -> Sidecar:
     side.folder.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(run))
     return side
+
+
+def pack(segments: list[tuple], size: int) -> list[list[tuple]]:
+    """Segments (item, start, end), each at most `size` frames, packed in order into groups of at
+    most `size` frames: one job each."""
+    groups, current, n = [], [], 0
+    for seg in segments:
+        k = seg[2] - seg[1]
+        if current and n + k > size:
+            groups.append(current)
+            current, n = [], 0
+        current.append(seg)
+        n += k
+    return groups + ([current] if current else [])

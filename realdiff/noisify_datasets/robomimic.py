@@ -1,7 +1,8 @@
 """`realdiff noisify` on a robomimic / MimicGen HDF5 dataset (interop.robomimic; the manual is
 docs/formats/robomimic.md#noisify).
 
-Pieces of up to PIECE frames of one camera are noisified by any process or Ray task, frame n (counted
+Pieces of up to PIECE frames of one camera (segments of several demos packed together, so that the
+model runs full batches) are noisified by any process or Ray task, frame n (counted
 over every demo's obs in demo order) with `default_rng([seed, crc32(camera), n])`, as frame n of a
 simgen store, and saved in the sidecar `DATASET.noisify-<suffix>/`. The file is written once, at the
 end, through interop.hdf5.atomic_update (a copy renamed over it): a kill never leaves it half
@@ -23,6 +24,7 @@ from realdiff.noisify_datasets.common import (
     PIECE,
     RANGE_SAMPLE_FRAMES,
     models_for,
+    pack,
     range_warning,
     read_intrinsics,
     resume_sidecar,
@@ -37,9 +39,7 @@ def _piece_name(span: rm.DepthSpan, start: int) -> str:
 
 def _noisify_piece(
     path: str,
-    span: rm.DepthSpan,
-    start: int,
-    end: int,
+    segments: list[tuple[rm.DepthSpan, int, int]],
     convention: str,
     model_json: str,
     K: list,
@@ -47,16 +47,24 @@ def _noisify_piece(
     sidecar: str,
     threads: int = 1,
 ) -> int:
-    """Worker: noisify frames [start, end) of a span and save them (uint16 mm) in the sidecar."""
+    """Worker: noisify frames [start, end) of each (span, start, end) of one camera in one call
+    (full batches for the model however short the demos) and save each segment (uint16 mm) in the
+    sidecar."""
     model = _model(model_json, threads)
     with h5py.File(path, "r") as f:
-        clean = rm.span_read(f, span, start, end, convention)
-    cam = zlib.crc32(span.camera.encode())
-    extra = [span.stream] if span.stream else []
-    rngs = [np.random.default_rng([seed, cam, span.first + start + i, *extra]) for i in range(len(clean))]
-    out = model.noisify_frames(clean, np.asarray(K, float), rngs)
-    Sidecar(sidecar).save(_piece_name(span, start), depth_to_stored(out))
-    return end - start
+        clean = np.concatenate([rm.span_read(f, s, a, b, convention) for s, a, b in segments])
+    cam = zlib.crc32(segments[0][0].camera.encode())
+    rngs = [
+        np.random.default_rng([seed, cam, s.first + t, *([s.stream] if s.stream else [])])
+        for s, a, b in segments
+        for t in range(a, b)
+    ]
+    out = depth_to_stored(model.noisify_frames(clean, np.asarray(K, float), rngs))
+    at = 0
+    for s, a, b in segments:
+        Sidecar(sidecar).save(_piece_name(s, a), out[at : at + b - a])
+        at += b - a
+    return at
 
 
 def _sample_spans(f, spans, conv: str) -> np.ndarray:
@@ -140,12 +148,15 @@ def noisify_hdf5(
     jobs = []
     for c in cams:
         spans, _, conv, K, model = plans[c]
+        segments = [
+            (s, a, min(a + PIECE, s.frames))
+            for s in spans
+            for a in range(0, s.frames, PIECE)
+            if not side.has(_piece_name(s, a))
+        ]
         fixed = (conv, model.to_json(), K.tolist(), seed, str(side.folder))
-        for s in spans:
-            for start in range(0, s.frames, PIECE):
-                if not side.has(_piece_name(s, start)):
-                    jobs.append((str(path), s, start, min(start + PIECE, s.frames), *fixed))
-    total = sum(j[3] - j[2] for j in jobs)
+        jobs += [(str(path), piece, *fixed) for piece in pack(segments, PIECE)]
+    total = sum(b - a for j in jobs for _, a, b in j[1])
     label = ",".join(dict.fromkeys(names[c] for c in cams))
     bar = tqdm(total=total, unit="frame", desc=f"noisify {label}", disable=not progress)
     run_noisify_jobs(_noisify_piece, jobs, bar.update, backend, workers, address)
