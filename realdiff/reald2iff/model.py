@@ -69,6 +69,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from realdiff.reald2iff.config import COARSE, ModelConfig, NetConfig
 
@@ -82,8 +83,12 @@ DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # metres: the conditioning's depth range
 def encode_condition(clean: torch.Tensor) -> torch.Tensor:
     """(B, H, W) clean depth (m) -> (B, 2, H, W): log depth (0 where none), validity."""
     valid = clean > 0
-    logd = torch.log(clean.clamp(DEPTH_MIN, DEPTH_MAX))
-    return torch.stack([torch.where(valid, logd, 0.0), valid.float()], 1)
+    out = torch.empty(
+        clean.shape[0], 2, *clean.shape[1:], dtype=torch.promote_types(clean.dtype, torch.float32)
+    )
+    torch.clamp(clean, DEPTH_MIN, DEPTH_MAX, out=out[:, 0]).log_().masked_fill_(~valid, 0.0)
+    out[:, 1].copy_(valid)
+    return out
 
 
 def encode_target(clean: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -100,14 +105,22 @@ def decode(
 ) -> torch.Tensor:
     """(B, H, W) clean depth and (B, 2, H, W) generated (y, h) -> (B, H, W) noisy depth (0 = none),
     read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation);
-    `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout."""
-    y = x[:, 0].clamp(-6, 6)
-    inv = 1.0 / clean.clamp_min(1e-3) + torch.sinh(A_ASINH * y) / S_INV
-    inv = (inv if texture is None else inv + texture).clamp_min(1.0 / 20.0)
+    `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout.
+
+    z = 1 / (1/c + sinh(A y) / S [+ texture]), each step in place on one buffer (the same float32
+    operations, in the same order, as the expression: `1.0 / t` is t.reciprocal() in torch)."""
+    y = x[:, 0].clamp(-6, 6)  # a new tensor: the steps below work on it in place
+    inv = clean.clamp_min(1e-3).reciprocal_()
+    inv += y.mul_(A_ASINH).sinh_().div_(S_INV)
+    if texture is not None:
+        inv += texture
+    inv.clamp_min_(1.0 / 20.0)
     if len(levels) >= 2:
-        inv = snap_to_levels(inv, levels).clamp_min(1.0 / 20.0)
-    z = 1.0 / inv  # never beyond 20 m, never negative
-    return torch.where((clean > 0) & (x[:, 1] <= 0), z, 0.0)
+        inv = snap_to_levels(inv, levels).clamp_min_(1.0 / 20.0)
+    z = inv.reciprocal_()  # never beyond 20 m, never negative
+    # where((clean > 0) & (h <= 0), z, 0.0), z finite and positive: z times a mask of 1.0 and 0.0
+    keep = torch.gt(clean, 0, out=torch.empty_like(z))
+    return z.mul_(keep.mul_(torch.le(x[:, 1], 0, out=torch.empty_like(z))))
 
 
 INV_MAX = 100.0  # 1/m: the readout lattice is continued up to this inverse depth (1 cm)
@@ -130,14 +143,25 @@ def _readout_table(levels: tuple) -> tuple:
     return float(full[0]), width, torch.from_numpy(full[i]), torch.from_numpy(full[j])
 
 
+@functools.lru_cache(maxsize=8)
+def _readout_lookup(levels: tuple, dtype: torch.dtype) -> tuple:
+    """_readout_table with its two columns in `dtype`, converted once."""
+    base, width, lo_tab, hi_tab = _readout_table(levels)
+    return base, width, lo_tab.to(dtype), hi_tab.to(dtype)
+
+
 def snap_to_levels(inv: torch.Tensor, levels) -> torch.Tensor:
     """Each inverse depth to the nearest of the sorted `levels` (a tuple or tensor); beyond them, to
     the lattice continued with the first (last) spacing. O(1) a value (see _readout_table)."""
     levels = tuple(float(v) for v in levels) if isinstance(levels, torch.Tensor) else tuple(levels)
-    base, width, lo_tab, hi_tab = _readout_table(levels)
-    b = ((inv - base) / width).floor().clamp(0, len(lo_tab) - 1).long()
-    lo, hi = torch.take(lo_tab.to(inv.dtype), b), torch.take(hi_tab.to(inv.dtype), b)
-    return torch.where((inv - hi).abs() <= (inv - lo).abs(), hi, lo)
+    base, width, lo_tab, hi_tab = _readout_lookup(levels, inv.dtype)
+    b = torch.sub(inv, base).div_(width).floor_().clamp_(0, len(lo_tab) - 1).long().reshape(-1)
+    lo, hi = lo_tab.index_select(0, b).view(inv.shape), hi_tab.index_select(0, b).view(inv.shape)
+    # where(|inv - hi| <= |inv - lo|, hi, lo) as hi w + lo (1 - w), w = 1.0 or 0.0: each level is
+    # finite, so one term is the level and the other 0 (the same values; `where` branches, and this
+    # choice is a coin flip)
+    w = torch.le(torch.sub(inv, hi).abs_(), torch.sub(inv, lo).abs_(), out=torch.empty_like(inv))
+    return hi.mul_(w).add_(lo.mul_(w.sub_(1).neg_()))
 
 
 def fit_levels(real: np.ndarray, min_count: int = 20, max_levels: int = 20000) -> tuple:
@@ -183,9 +207,12 @@ def block_mean(x: torch.Tensor, weight: torch.Tensor, k: int = COARSE) -> torch.
 
 
 def coarse_condition(cond: torch.Tensor) -> torch.Tensor:
-    """Full-resolution condition (B, 2, H, W) -> coarse (B, 2, H/4, W/4): mean log depth, valid fraction."""
+    """Full-resolution condition (B, 2, H, W) -> coarse (B, 2, H/4, W/4): mean log depth, valid fraction.
+    (block_mean's, with the valid fraction, its denominator, pooled once.)"""
     valid = cond[:, 1:2]
-    return torch.cat([block_mean(cond[:, :1], valid), F.avg_pool2d(valid, COARSE)], 1)
+    den = F.avg_pool2d(valid, COARSE)
+    num = F.avg_pool2d(cond[:, :1] * valid, COARSE)
+    return torch.cat([torch.where(den > 0, num / den.clamp_min(1e-6), 0.0), den], 1)
 
 
 def coarse_target(target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -220,6 +247,22 @@ def unfold(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.reshape(B, c, s, s, H, W).permute(0, 1, 4, 2, 5, 3).reshape(B, c, H * s, W * s)
 
 
+def fold_parts(parts: list[torch.Tensor], s: int, dtype: torch.dtype) -> torch.Tensor:
+    """fold(torch.cat(parts, 1).to(dtype), s), each part converted, then folded straight into its
+    channels of the result: the same values without the full-resolution concatenation (nor the
+    condition's own concatenation before it, when the condition comes as parts)."""
+    B, _, H, W = parts[0].shape
+    C = sum(p.shape[1] for p in parts)
+    out = torch.empty(B, C * s * s, H // s, W // s, dtype=dtype)
+    dst = out.view(B, C, s, s, H // s, W // s)
+    c = 0
+    for p in parts:
+        k = p.shape[1]
+        dst[:, c : c + k].copy_(p.to(dtype).reshape(B, k, H // s, s, W // s, s).permute(0, 1, 3, 5, 2, 4))
+        c += k
+    return out
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, FiLM (scale, shift) from the time embedding between, skip."""
 
@@ -232,11 +275,23 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.c2.weight)
         nn.init.zeros_(self.c2.bias)
 
-    def forward(self, x, e):
-        h = self.c1(F.silu(self.n1(x)))
+    def film_of(self, e):
+        """(1 + scale, shift), each (B, cout, 1, 1), from the time embedding e."""
         scale, shift = self.film(e)[:, :, None, None].chunk(2, 1)
-        h = self.c2(F.silu(self.n2(h) * (1 + scale) + shift))
-        return self.skip(x) + h
+        return 1 + scale, shift
+
+    def forward(self, x, e, film=None):
+        """film: film_of(e), if already known (inference)."""
+        if torch.is_grad_enabled():
+            scale, shift = self.film(e)[:, :, None, None].chunk(2, 1)
+            h = self.c1(F.silu(self.n1(x)))
+            h = self.c2(F.silu(self.n2(h) * (1 + scale) + shift))
+            return self.skip(x) + h
+        # inference: the same operations on fresh intermediates, in place (a + b = b + a exactly)
+        scale1, shift = film if film is not None else self.film_of(e)
+        h = self.c1(F.silu(self.n1(x), inplace=True))
+        h = self.c2(F.silu(self.n2(h).mul_(scale1).add_(shift), inplace=True))
+        return h.add_(self.skip(x))
 
 
 class UNet(nn.Module):
@@ -269,29 +324,64 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(w[0], cfg.out_ch * s * s, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self._films = {}  # films(): {key: every block's FiLM}
 
-    def forward(self, x_t, cond, t):
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        """The time embedding (B, 4 widths[0]) of t (B,), in the weights' dtype."""
         half = self.cfg.widths[0] // 2
         freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
-        dt = self.inp.weight.dtype  # float32, or bfloat16 for inference (RealD2iffNoiser)
-        e = self.t_mlp(
-            torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1).to(dt)
+        return self.t_mlp(
+            torch.cat([torch.sin(1000 * t[:, None] * freqs), torch.cos(1000 * t[:, None] * freqs)], 1).to(
+                self.inp.weight.dtype
+            )
         )
-        h = fold(torch.cat([x_t, cond], 1).to(dt), self.cfg.unshuffle)
+
+    def films(self, t: torch.Tensor) -> list:
+        """Every ResBlock's FiLM (1 + scale, shift) for times t, in the order forward runs the blocks.
+        Kept for the last few (times, batch size, weights) asked for: a sampler asks for the same
+        times batch after batch, and they are the same tensors however often they are computed.
+        (A change to the weights, in place or not, changes the key: data_ptr and _version.)"""
+        blocks = [b for level in (*self.down, *self.up) for b in level]
+        params = [*self.t_mlp.parameters(), *(p for b in blocks for p in b.film.parameters())]
+        if any(p.is_inference() for p in params):  # no version counter: not kept
+            e = self.embed(t)
+            return [b.film_of(e) for b in blocks]
+        key = (t.detach().cpu().numpy().tobytes(), tuple((p.data_ptr(), p._version, p.dtype) for p in params))
+        got = self._films.get(key)
+        if got is None:
+            e = self.embed(t)
+            got = [b.film_of(e) for b in blocks]
+            if len(self._films) >= 8:
+                self._films.clear()
+            self._films[key] = got
+        return got
+
+    def forward(self, x_t, cond, t):
+        """x0^ (B, out_ch, H, W) in the weights' dtype. cond: (B, C, H, W), or a list of tensors whose
+        channels, concatenated, are the condition (folded straight in, see fold_parts)."""
+        dt = self.inp.weight.dtype  # float32, or bfloat16 for inference (RealD2iffNoiser)
+        if torch.is_grad_enabled():
+            e, films = self.embed(t), None
+        else:  # inference: each block's FiLM from the times' (kept) embedding
+            e, films = None, iter(self.films(t))
+        h = fold_parts([x_t, *(cond if isinstance(cond, (list, tuple)) else [cond])], self.cfg.unshuffle, dt)
         h = self.inp(h)
         skips = []
         for i, blocks in enumerate(self.down):
             for b in blocks:
-                h = b(h, e)
+                h = b(h, e, next(films) if films else None)
             if i < len(self.pool):
                 skips.append(h)
                 h = self.pool[i](h)
-        h = h + self.glob(h.mean((2, 3)))[:, :, None, None]
+        g = self.glob(h.mean((2, 3)))[:, :, None, None]
+        h = h + g if torch.is_grad_enabled() else h.add_(g)
         for unpool, blocks in zip(self.unpool, self.up):
             h = torch.cat([unpool(h), skips.pop()], 1)
             for b in blocks:
-                h = b(h, e)
-        return unfold(self.out(F.silu(self.out_norm(h))), self.cfg.unshuffle)
+                h = b(h, e, next(films) if films else None)
+        return unfold(
+            self.out(F.silu(self.out_norm(h), inplace=not torch.is_grad_enabled())), self.cfg.unshuffle
+        )
 
 
 # --- 3. diffusion: schedule, losses, sampling -------------------------------------------------
@@ -363,10 +453,10 @@ def ddim_sample(
         t, s = ts[i].expand(x.shape[0]), ts[i + 1].expand(x.shape[0])
         a_t, s_t = alpha_sigma(t)
         a_s, s_s = alpha_sigma(s)
-        x0 = net(x, cond, t).float().clamp(-6, 6)
-        eps = (x - a_t * x0) / s_t  # t > 0 at every evaluation, so sigma_t > 0
+        x0 = net(x, cond, t).float().clamp_(-6, 6)  # a fresh tensor
         if i == steps - 1:
             return x0
+        eps = (x - a_t * x0) / s_t  # t > 0 at every evaluation, so sigma_t > 0
         ratio = (s_s / s_t) ** 2 * (1 - (a_t / a_s) ** 2)
         s_eta = eta * torch.sqrt(ratio.clamp_min(0))
         x = a_s * x0 + torch.sqrt((s_s**2 - s_eta**2).clamp_min(0)) * eps + s_eta * noises[i + 1]
@@ -386,37 +476,56 @@ class RealD2iff(nn.Module):
         self.coarse = UNet(cfg.coarse) if cfg.coarse else None
         self.fine = UNet(cfg.fine) if cfg.fine else None
 
-    def draw_noise(self, g: torch.Generator, shape_hw: tuple, fine: bool = True) -> dict:
-        """One frame's noise for every sampling step of each stage, drawn from `g` (coarse, then fine):
-        {"coarse": (coarse_steps, 2, H/4, W/4) or None, "fine": (fine_steps, 2, H, W) or None}."""
+    def noise_buffers(self, B: int, shape_hw: tuple, fine: bool = True) -> dict:
+        """Room for B frames' noise (draw_noise(..., out=, index=) fills frame i's):
+        {"coarse": (B, coarse_steps, 2, H/4, W/4) or None, "fine": (B, fine_steps, 2, H, W) or None}."""
         H, W = shape_hw
         out = {"coarse": None, "fine": None}
         if self.coarse is not None:
-            out["coarse"] = torch.randn((self.cfg.coarse_steps, 2, H // COARSE, W // COARSE), generator=g)
+            out["coarse"] = torch.empty(B, self.cfg.coarse_steps, 2, H // COARSE, W // COARSE)
         if self.fine is not None and fine:
-            out["fine"] = torch.randn((self.cfg.fine_steps, 2, H, W), generator=g)
+            out["fine"] = torch.empty(B, self.cfg.fine_steps, 2, H, W)
         return out
+
+    def draw_noise(
+        self, g: torch.Generator, shape_hw: tuple, fine: bool = True, out: dict | None = None, index: int = 0
+    ) -> dict:
+        """One frame's noise for every sampling step of each stage, drawn from `g` (coarse, then fine):
+        {"coarse": (coarse_steps, 2, H/4, W/4) or None, "fine": (fine_steps, 2, H, W) or None}; with
+        `out` (noise_buffers'), drawn straight into its frame `index` (the same numbers)."""
+        H, W = shape_hw
+        out = out if out is not None else self.noise_buffers(1, shape_hw, fine)
+        drawn = {"coarse": None, "fine": None}
+        for k in ("coarse", "fine"):
+            if out[k] is not None:  # a contiguous block per frame: randn fills it as a fresh tensor
+                drawn[k] = torch.randn(out[k].shape[1:], generator=g, out=out[k][index])
+        return drawn
 
     @torch.no_grad()
     def sample(self, clean: torch.Tensor, noise: dict, fine: bool = True) -> torch.Tensor:
-        """(B, H, W) clean depth (H, W multiples of PAD) and the frames' noise (draw_noise's, stacked
-        along dimension 1) -> (B, 2, H, W) generated (y, h). fine=False: the coarse stage alone."""
+        """(B, H, W) clean depth (H, W multiples of PAD) and the frames' noise (noise_buffers', B
+        first) -> (B, 2, H, W) generated (y, h). fine=False: the coarse stage alone."""
         B, H, W = clean.shape
-        cond = encode_condition(clean)
-        coarse = torch.zeros(B, 2, H // COARSE, W // COARSE)
-        coarse[:, 1] = -1
+        with record_function("reald2iff.condition"):
+            cond = encode_condition(clean)
+            coarse = torch.zeros(B, 2, H // COARSE, W // COARSE)
+            coarse[:, 1] = -1
         if self.coarse is not None:
-            coarse = ddim_sample(
-                self.coarse,
-                coarse_condition(cond),
-                list(noise["coarse"]),
-                self.cfg.coarse_steps,
-                self.cfg.eta,
-            )
-        up = upsample(coarse)
+            with record_function("reald2iff.coarse"):
+                coarse = ddim_sample(
+                    self.coarse,
+                    coarse_condition(cond),
+                    list(noise["coarse"].unbind(1)),
+                    self.cfg.coarse_steps,
+                    self.cfg.eta,
+                )
+        with record_function("reald2iff.upsample"):
+            up = upsample(coarse)
         if self.fine is None or not fine:
             return up
-        x = ddim_sample(
-            self.fine, torch.cat([cond, up], 1), list(noise["fine"]), self.cfg.fine_steps, self.cfg.eta
-        )
-        return torch.cat([x[:, :1] + up[:, :1], x[:, 1:]], 1)
+        with record_function("reald2iff.fine"):
+            x = ddim_sample(
+                self.fine, [cond, up], list(noise["fine"].unbind(1)), self.cfg.fine_steps, self.cfg.eta
+            )
+            x[:, :1] += up[:, :1]  # a fresh tensor (ddim_sample's)
+        return x

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from plumbing.training import bf16_supported
 from realdiff.reald2iff.checkpoint import load_model
@@ -27,7 +28,7 @@ from realdiff.sensors.base import PARAMS_DIR, NoiseModel
 DEFAULT_WEIGHTS = PARAMS_DIR / "reald2iff.pt"
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: RealD2iff,
     clean: np.ndarray,
@@ -42,25 +43,33 @@ def generate(
     pixels, which scales the registration shifts (default: the training camera's)."""
     B, H, W = clean.shape
     Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
-    g = torch.Generator()
-    noise, tiles, shifts = [], [], []
-    for rng in rngs:
-        g.manual_seed(int(rng.integers(2**63)))
-        noise.append(model.draw_noise(g, (Hp, Wp), fine))
-        if texture is not None and fine:
-            tiles.append(texture.draw(g, Hp, Wp))
-        if registration is not None:
-            shifts.append(registration.draw(g))
-    noise = {k: torch.stack([n[k] for n in noise], 1) if noise[0][k] is not None else None for k in noise[0]}
-    c0 = torch.tensor(clean, dtype=torch.float32)
-    c = registration.apply(c0, torch.stack(shifts), focal) if shifts else c0
-    c = F.pad(c, (0, Wp - W, 0, Hp - H))
-    x = model.sample(c, noise, fine)
-    field = None
+    tiles = texture is not None and fine
+    noise = model.noise_buffers(B, (Hp, Wp), fine)  # each frame's draws go straight to their place
     if tiles:
-        field = texture.field(torch.stack([p for p, _ in tiles]), torch.stack([t for _, t in tiles]), c, x)
-    out = decode(c, x, model.cfg.levels, field)[:, :H, :W]
-    return torch.where(c0 > 0, out, 0.0).numpy().astype(np.float32)
+        pick, turn = (torch.empty(B, texture.tiles(Hp, Wp), dtype=torch.long) for _ in range(2))
+    shifts = torch.empty(B, 2) if registration is not None else None
+    g = torch.Generator()
+    with record_function("reald2iff.draw"):
+        for i, rng in enumerate(rngs):
+            g.manual_seed(int(rng.integers(2**63)))
+            model.draw_noise(g, (Hp, Wp), fine, out=noise, index=i)
+            if tiles:
+                pick[i], turn[i] = texture.draw(g, Hp, Wp)
+            if registration is not None:
+                shifts[i] = registration.draw(g)
+    a = np.ascontiguousarray(clean, dtype=np.float32)
+    c0 = torch.from_numpy(a if a.flags.writeable else a.copy())  # read, never written
+    c = registration.apply(c0, shifts, focal) if shifts is not None else c0
+    if (Hp, Wp) != (H, W):
+        c = F.pad(c, (0, Wp - W, 0, Hp - H))
+    x = model.sample(c, noise, fine)
+    with record_function("reald2iff.texture"):
+        field = texture.field(pick, turn, c, x) if tiles else None
+    with record_function("reald2iff.decode"):
+        out = decode(c, x, model.cfg.levels, field)[:, :H, :W]
+        if shifts is not None:  # no reading where the unshifted clean depth has none (decode did c's)
+            out = out.masked_fill_(c0 <= 0, 0.0)
+        return np.ascontiguousarray(out.numpy())
 
 
 class RealD2iffNoiser(NoiseModel):

@@ -62,19 +62,24 @@ def near_edges(clean: torch.Tensor, holes: torch.Tensor, jump: float = 0.02, px:
     """(N, H, W) bool: pixels within px of a clean-depth jump of more than `jump` (relative) to a
     4-neighbour, of a clean-depth or `holes` pixel, or of the image border; the rest is flat."""
     edge = (clean <= 0) | holes
-    dx = (clean[:, :, 1:] - clean[:, :, :-1]).abs() > jump * clean[:, :, 1:]
-    dy = (clean[:, 1:, :] - clean[:, :-1, :]).abs() > jump * clean[:, 1:, :]
-    edge[:, :, 1:] |= dx
-    edge[:, 1:, :] |= dy
-    H, W = edge.shape[1:]
+    a = clean[:, :, 1:]
+    edge[:, :, 1:] |= (a - clean[:, :, :-1]).abs_() > jump * a
+    a = clean[:, 1:, :]
+    edge[:, 1:, :] |= (a - clean[:, :-1, :]).abs_() > jump * a
     p = F.pad(edge, (px,) * 4, value=True)  # the border counts as an edge
-    rows = p[:, :, :W].clone()  # a square dilation as shifted ORs, along rows then columns
-    for i in range(1, 2 * px + 1):
-        rows |= p[:, :, i : i + W]
-    out = rows[:, :H].clone()
-    for i in range(1, 2 * px + 1):
-        out |= rows[:, i : i + H]
-    return out
+    return _dilate(_dilate(p, 2, px), 1, px)
+
+
+def _dilate(p: torch.Tensor, dim: int, px: int) -> torch.Tensor:
+    """The OR of p over windows of 2 px + 1 along `dim`, where p is padded by px on both sides
+    there (the result is not): ORs of shifted copies over spans that double (1, 2, 4, ...), then
+    two spans that cover the window between them."""
+    n, k = p.shape[dim] - 2 * px, 2 * px + 1
+    span = 1
+    while 2 * span <= k:
+        p = p.narrow(dim, 0, p.shape[dim] - span) | p.narrow(dim, span, p.shape[dim] - span)
+        span *= 2
+    return p.narrow(dim, 0, n) | p.narrow(dim, k - span, n) if span < k else p.narrow(dim, 0, n)
 
 
 def flat_texture(clean: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,15 +109,23 @@ def texture_tiles(
     return torch.cat(tiles) if tiles else torch.zeros(0, size, size)
 
 
-def paste_texture(bank: torch.Tensor, pick: torch.Tensor, turn: torch.Tensor, H: int, W: int) -> torch.Tensor:
+def paste_texture(
+    bank: torch.Tensor,
+    pick: torch.Tensor,
+    turn: torch.Tensor,
+    H: int,
+    W: int,
+    both: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Textures (..., H, W) tiled with bank[pick[..., i]] (T x T each), turned by 180 degrees where
-    turn[..., i], row by row: pick and turn hold one entry per tile, ceil(H / T) * ceil(W / T)."""
-    T = bank.shape[-1]
+    turn[..., i], row by row: pick and turn hold one entry per tile, ceil(H / T) * ceil(W / T).
+    `both`: the bank followed by its tiles turned (TextureStage keeps it), to gather each tile once."""
+    T, n = bank.shape[-1], len(bank)
     ny, nx = -(-H // T), -(-W // T)
-    tiles = bank[pick]
-    tiles = torch.where(turn[..., None, None].bool(), tiles.flip(-2, -1), tiles)
+    both = torch.cat([bank, bank.flip(-2, -1)]) if both is None else both
     lead = pick.shape[:-1]
-    tiles = tiles.reshape(*lead, ny, nx, T, T).transpose(-3, -2)
+    tiles = both.index_select(0, (pick + n * (turn != 0).long()).reshape(-1))
+    tiles = tiles.view(*lead, ny, nx, T, T).transpose(-3, -2)
     return tiles.reshape(*lead, ny * T, nx * T)[..., :H, :W]
 
 
@@ -172,14 +185,19 @@ class TextureStage:
 
     def __init__(self, bank: torch.Tensor):
         self.bank = bank.float()
+        self._both = (None, None)  # (bank, the bank and its tiles turned), made when first pasted
 
     @property
     def size(self) -> int:
         return int(self.bank.shape[-1])
 
+    def tiles(self, H: int, W: int) -> int:
+        """How many tiles cover an H x W image."""
+        return -(-H // self.size) * -(-W // self.size)
+
     def draw(self, g: torch.Generator, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame's tiles over an H x W image: (which tile, turned by 180 degrees or not) per tile."""
-        n = -(-H // self.size) * -(-W // self.size)
+        n = self.tiles(H, W)
         return torch.randint(len(self.bank), (n,), generator=g), torch.randint(2, (n,), generator=g)
 
     def field(
@@ -188,8 +206,10 @@ class TextureStage:
         """The texture (B, H, W) to add to the inverse depth of frames with clean depth (B, H, W)
         and generated (y, h) x: the drawn tiles where the pixel is flat, 0 elsewhere."""
         H, W = clean.shape[-2:]
-        texture = paste_texture(self.bank, pick, turn, H, W)
-        return torch.where(near_edges(clean, x[:, 1] > 0), 0.0, texture)
+        if self._both[0] is not self.bank:  # (the bank may be replaced, e.g. rounded to bfloat16)
+            self._both = (self.bank, torch.cat([self.bank, self.bank.flip(-2, -1)]))
+        texture = paste_texture(self.bank, pick, turn, H, W, self._both[1])
+        return texture.masked_fill_(near_edges(clean, x[:, 1] > 0), 0.0)
 
 
 class RegistrationStage:
