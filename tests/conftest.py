@@ -1,4 +1,6 @@
+import contextlib
 import hashlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +20,21 @@ def run_cli(*args, timeout=300, check=False, prog="simgen"):
     return p
 
 
-def run_realdiff(*args, **kw):
-    return run_cli(*args, prog="realdiff", **kw)
+def run_realdiff(*args, check=False, **kw):
+    """`realdiff ARGS` run in this process (its `main`, stdout and stderr captured): what a
+    subprocess would print and return, without the seconds each one spends importing torch."""
+    from realdiff.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            rc = e.code if isinstance(e.code, int) else 1
+    p = subprocess.CompletedProcess(["realdiff", *map(str, args)], rc, out.getvalue(), err.getvalue())
+    if check and rc != 0:
+        raise AssertionError(f"realdiff {' '.join(map(str, args))} failed:\n{p.stderr}")
+    return p
 
 
 KINECT7 = Path(__file__).parent / "fixtures" / "kinect7"  # 3 real 7-Scenes frames, 320x240
