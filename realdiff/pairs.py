@@ -17,6 +17,7 @@ image size and the train/val split; arrays:
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ class PairWriter:
                     f"{self.tmp}: an unfinished run with other settings; delete it or repeat that run"
                 )
             return
-        self.root = root = zarr.open_group(self.tmp, mode="w")
+        skeleton = self.tmp.with_name(self.tmp.name + ".new")  # made whole, then renamed: a kill
+        shutil.rmtree(skeleton, ignore_errors=True)  # never leaves a .partial without its settings
+        root = zarr.open_group(skeleton, mode="w")
         arr = lambda name, shape, dtype, chunks: root.create_array(  # noqa: E731
             name, shape=shape, chunks=chunks, dtype=dtype, compressors=_CODEC
         )
@@ -89,6 +92,8 @@ class PairWriter:
                 arr(name, (n, *shape), dtype, (1, *shape))
         root.create_array("done", data=np.zeros(n, bool), chunks=(1,))
         root.attrs["settings"] = settings
+        os.replace(skeleton, self.tmp)
+        self.root = zarr.open_group(self.tmp, mode="r+")
 
     def done(self, i: int) -> bool:
         return bool(self.root["done"][i])
