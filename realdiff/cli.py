@@ -414,7 +414,7 @@ def build_parser() -> Parser:
         "--intrinsics",
         default=None,
         metavar="K.txt | CAM=K.txt[,...]",
-        help="HDF5 datasets: camera intrinsics (3x3 or fx fy cx cy), for one camera or all "
+        help="other datasets: camera intrinsics (a 3x3 text file), for one camera or all "
         "(default: the file's own: simgen's K attribute, or the robosuite model's camera)",
     )
     z.add_argument(

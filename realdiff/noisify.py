@@ -122,16 +122,15 @@ def sample_frames(a: zarr.Array, n: int, frames: int = RANGE_SAMPLE_FRAMES) -> n
     return depth_from_stored(v) if v.dtype == np.uint16 else v.astype(np.float32)
 
 
-def range_check(store: Store, camera: str, noiser: str, scale: float = 1.0) -> dict | None:
-    """How much of a camera's clean depth lies outside the working range of the sensor `noiser`
-    imitates (built `scale` times smaller): {"sensor", "range_m", "outside", "frames_sampled"} and,
-    when that is most of it (> RANGE_WARN_FRACTION), "warning", a one-line message. None when the
-    noiser has no working range (identity, a model file without a sensor file) or there is no
-    reading."""
+def range_report(depth: np.ndarray, camera: str, noiser: str, scale: float = 1.0) -> dict | None:
+    """How much of a camera's clean depth (sampled frames, metres) lies outside the working range of
+    the sensor `noiser` imitates (built `scale` times smaller): {"sensor", "range_m", "outside",
+    "frames_sampled"} and, when that is most of it (> RANGE_WARN_FRACTION), "warning", a one-line
+    message. None when the noiser has no working range (identity, a model file without a sensor
+    file) or there is no reading."""
     info = sensor_info(noiser)
     if info is None or info.range_m is None:
         return None
-    depth = sample_frames(store.array(f"{camera}_depth"), store.n_frames)
     outside = info.fraction_outside(depth, scale)
     if outside is None:
         return None
@@ -151,6 +150,17 @@ def range_check(store: Store, camera: str, noiser: str, scale: float = 1.0) -> d
             f"--range-scale {camera}=S"
         )
     return out
+
+
+def range_check(store: Store, camera: str, noiser: str, scale: float = 1.0) -> dict | None:
+    """range_report on up to RANGE_SAMPLE_FRAMES frames spread over a store camera's depth."""
+    return range_report(sample_frames(store.array(f"{camera}_depth"), store.n_frames), camera, noiser, scale)
+
+
+def check_suffix(suffix: str) -> None:
+    """ValueError for an output suffix (--out-key) that is not letters, digits and _."""
+    if not suffix or not suffix.replace("_", "").isalnum():
+        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
 
 
 def _warn_stderr(message: str) -> None:
@@ -191,8 +201,7 @@ def noisify_store(
             raise StoreError(f"{path}: no camera {c!r}; it has {', '.join(store.meta['cameras'])}")
         if f"{c}_depth" not in store.keys():
             raise StoreError(f"{path}: camera {c} has no depth array {c}_depth")
-    if not suffix or not suffix.replace("_", "").isalnum():
-        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    check_suffix(suffix)
     scaled = {n: per_camera(m, cams, range_scale) for n, m in loaded.items()}
     models = {c: scaled[names[c]][c] for c in cams}
     for c in cams:

@@ -11,46 +11,29 @@ from pathlib import Path
 import numpy as np
 
 from interop.hdf5 import Sidecar
-from realdiff.sensors import load_noiser, noisers_per_camera, per_camera, sensor_info
+from realdiff.frames import read_intrinsics as read_camera_matrix
+from realdiff.noisify import range_report
+from realdiff.sensors import load_noiser, noisers_per_camera, per_camera
 
 PIECE = 64  # frames one job noisifies (at most): two of RealD²iff's batches at 128x128
 RANGE_SAMPLE_FRAMES = 64
 
 
 def read_intrinsics(intrinsics, cams: list[str]) -> dict:
-    """--intrinsics: one K.txt (3x3, or fx fy cx cy) for every camera, or CAM=K.txt,... per camera."""
-    if not intrinsics:
-        return {}
-    items = [i.strip() for i in str(intrinsics).split(",") if i.strip()]
+    """--intrinsics: one K.txt (3x3, realdiff.frames.read_intrinsics) for every camera, or
+    CAM=K.txt,... per camera."""
     out = {}
-    for item in items:
-        cam, _, file = item.rpartition("=") if "=" in item else ("", "", item)
-        v = np.loadtxt(file, dtype=float).ravel()
-        if v.size == 4:
-            v = np.array([v[0], 0, v[2], 0, v[1], v[3], 0, 0, 1], float)
-        if v.size != 9:
-            raise ValueError(f"{file}: expected a 3x3 matrix or fx fy cx cy")
+    for item in (i.strip() for i in str(intrinsics or "").split(",") if i.strip()):
+        cam, _, file = item.rpartition("=")
         for c in [cam] if cam else cams:
-            out[c] = v.reshape(3, 3)
+            out[c] = read_camera_matrix(file)
     return out
 
 
-def range_warning(frames: np.ndarray, camera, noiser, model, base) -> dict | None:
-    """The store's range check (realdiff.noisify.range_check) on sampled frames (n, H, W) metres."""
-    info = sensor_info(noiser)
-    if info is None or info.range_m is None:
-        return None
-    scale = 1.0 if model is base else model.scale
-    outside = info.fraction_outside(frames, scale)
-    if outside is None:
-        return None
-    out = {"sensor": info.sensor, "outside": round(outside, 4), "frames_sampled": len(frames)}
-    if outside > 0.5:
-        out["warning"] = (
-            f"{camera}: {outside:.0%} of depth readings lie outside {noiser}'s working range "
-            f"{info.range_text(scale)} ({info.sensor}); choose another --noiser or --range-scale {camera}=S"
-        )
-    return out
+def range_warning(frames: np.ndarray, camera: str, noiser: str, model, base) -> dict | None:
+    """realdiff.noisify.range_report on sampled frames (n, H, W) metres, at the model's range scale
+    (`model` is `base` built smaller, or base itself)."""
+    return range_report(frames, camera, noiser, 1.0 if model is base else model.scale)
 
 
 def models_for(noiser, cams: list[str], range_scale, seed: int) -> tuple[dict, dict]:

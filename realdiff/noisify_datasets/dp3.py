@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from interop import dp3
 from interop.hdf5 import Sidecar
-from realdiff.noisify import TOOL, _model, _warn_stderr, run_noisify_jobs
+from realdiff.noisify import TOOL, _model, _warn_stderr, check_suffix, run_noisify_jobs
 from realdiff.noisify_datasets.common import (
     RANGE_SAMPLE_FRAMES,
     models_for,
@@ -130,8 +130,7 @@ def noisify_dp3(
     when the zarr says how its point clouds were made (`simgen export --format dp3`: K, extrinsics,
     workspace), with the same sampling."""
     root = Path(path)
-    if not suffix or not suffix.replace("_", "").isalnum():
-        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    check_suffix(suffix)
     g = zarr.open_group(str(root), mode="r")
     depth = g["data/depth"]
     if depth.ndim != 3:

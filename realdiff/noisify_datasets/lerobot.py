@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from interop import lerobot_depth as lr
 from interop.hdf5 import Sidecar
-from realdiff.noisify import TOOL, _model, _warn_stderr, run_noisify_jobs
+from realdiff.noisify import TOOL, _model, _warn_stderr, check_suffix, run_noisify_jobs
 from realdiff.noisify_datasets.common import (
     PIECE,
     RANGE_SAMPLE_FRAMES,
@@ -70,8 +70,7 @@ def noisify_lerobot(
     import pyarrow.parquet as pq
 
     root = Path(path)
-    if not suffix or not suffix.replace("_", "").isalnum():
-        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    check_suffix(suffix)
     info = lr.read_info(root)
     feats = lr.depth_features(info)
     known = list(dict.fromkeys(feats.values()))

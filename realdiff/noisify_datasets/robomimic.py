@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from interop import robomimic as rm
 from interop.hdf5 import Sidecar, atomic_update
-from realdiff.noisify import TOOL, _model, _warn_stderr, run_noisify_jobs
+from realdiff.noisify import TOOL, _model, _warn_stderr, check_suffix, run_noisify_jobs
 from realdiff.noisify_datasets.common import (
     PIECE,
     RANGE_SAMPLE_FRAMES,
@@ -104,8 +104,7 @@ def noisify_hdf5(
     path = Path(path)
     if not rm.is_robomimic(path):
         raise rm.DatasetError(f"{path}: not a robomimic HDF5 dataset (no data/demo_<i> groups)")
-    if not suffix or not suffix.replace("_", "").isalnum():
-        raise ValueError(f"--out-key {suffix!r}: use letters, digits and _")
+    check_suffix(suffix)
     if out is not None and Path(out).exists() and Path(out) != path and not overwrite:
         raise ValueError(f"{out} exists; --overwrite replaces it")
     given_K = {}
