@@ -6,6 +6,9 @@ Prints, for each run (one store each, kept in --out, reused when present):
 - 7-Scenes from the depth alone (`realdiff capture`): the trajectory error (ATE RMSE after a rigid
   alignment) against the given poses, and the median |real - clean| of its pairs, beside the pairs
   rendered at the given poses from the given mesh (`realdiff pair`);
+  and how well each trajectory explains the depth itself: frames a gap apart are reprojected into
+  each other at the tracked and at the given poses (median |depth - reprojected depth|, mean over
+  pairs), a check that needs no ground truth;
 - 7-Scenes with `realdiff pair --refine`: the spread of the per-frame shifts fit_shifts finds on the
   train split, before and after refinement;
 - SUN3D, both fragments: ATE against the given poses, and the median |real - clean| of the pairs of
@@ -19,11 +22,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import zarr
 
 from realdiff.capture.config import CaptureConfig
 from realdiff.capture.pipeline import capture
+from realdiff.frames import list_frames, read_depth_png, read_intrinsics
 from realdiff.pairs import load_split, make_pairs
 from realdiff.reald2iff.stages import fit_shifts
 
@@ -34,6 +39,51 @@ def shift_spread(pairs: Path) -> dict:
     clean, real, _, _ = load_split(pairs, "train")
     s = fit_shifts(torch.from_numpy(clean), torch.from_numpy(real)).float()
     return {"mean": s.mean(0).tolist(), "std": s.std(0).tolist(), "frames": len(s)}
+
+
+def reprojection_mm(depth_i: np.ndarray, depth_j: np.ndarray, K: np.ndarray, pose_i, pose_j) -> float:
+    """Median |depth_i - depth_j reprojected into camera i| (mm) over every second pixel of frame j
+    that lands on a reading of frame i: how well two poses agree with the depth itself."""
+    v, u = np.nonzero(depth_j[::2, ::2])
+    v, u = v * 2, u * 2
+    z = depth_j[v, u]
+    p = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)])
+    q = (np.linalg.inv(pose_i) @ pose_j @ p)[:3]
+    q = q[:, q[2] > 0.1]
+    ui = np.round(q[0] / q[2] * K[0, 0] + K[0, 2]).astype(int)
+    vi = np.round(q[1] / q[2] * K[1, 1] + K[1, 2]).astype(int)
+    H, W = depth_i.shape
+    ok = (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
+    zi = depth_i[vi[ok], ui[ok]]
+    seen = zi > 0
+    return float(np.median(np.abs(zi[seen] - q[2][ok][seen])) * 1000) if seen.sum() > 1000 else float("nan")
+
+
+def consistency(frames_dir: Path, intrinsics: Path, trajectories: dict, gaps=(1, 30, 100, 200, 300)) -> dict:
+    """For each gap, the median over frame pairs (i, i + gap), i every 25 frames, of reprojection_mm
+    under each trajectory (name -> (N, 4, 4)); pairs that share too little view under any of them
+    are left out of all."""
+    frames, K = list_frames(frames_dir), read_intrinsics(intrinsics)
+    depth = {}
+
+    def read(i):
+        if i not in depth:
+            depth[i] = read_depth_png(frames[i].depth_path)
+        return depth[i]
+
+    res = {}
+    for gap in gaps:
+        per = {name: [] for name in trajectories}
+        for i in range(0, len(frames) - gap, 25):
+            r = {
+                n: reprojection_mm(read(i), read(i + gap), K, T[i], T[i + gap])
+                for n, T in trajectories.items()
+            }
+            if all(np.isfinite(list(r.values()))):
+                for n, x in r.items():
+                    per[n].append(x)
+        res[str(gap)] = {n: float(np.median(x)) for n, x in per.items()} | {"pairs": len(per[next(iter(per))])}
+    return res
 
 
 def median_mm(pairs: Path) -> float:
@@ -79,6 +129,11 @@ def main():
         )
         meta = zarr.open_group(cap, mode="r").attrs["realdiff_pairs"]
         results["kinect-capture"] = {"ate_m": meta["ate_m"], "median_abs_diff_mm": median_mm(cap)}
+        tracked = zarr.open_group(cap, mode="r")["pose_estimate"][:]
+        given_poses = np.stack([f.pose for f in list_frames(k7 / "frames")])
+        results["kinect-capture"]["reprojection_mm"] = consistency(
+            k7 / "frames", k7 / "camera-intrinsics.txt", {"tracked": tracked, "given": given_poses}
+        )
     if "kinect-refine" in only:
         ref = run(
             "kinect-refined",
