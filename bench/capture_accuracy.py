@@ -10,7 +10,8 @@ Prints, for each run (one store each, kept in --out, reused when present):
   each other at the tracked and at the given poses (median |depth - reprojected depth|, mean over
   pairs), a check that needs no ground truth;
 - 7-Scenes with `realdiff pair --refine`: the spread of the per-frame shifts fit_shifts finds on the
-  train split, before and after refinement;
+  train split, before and after refinement, and on the captured pairs (a twin fused at the tracked
+  poses);
 - SUN3D, both fragments: ATE against the given poses, and the median |real - clean| of the pairs of
   a twin fused at our poses versus one fused at the given poses (`--given-poses`).
 """
@@ -128,7 +129,11 @@ def main():
             results,
         )
         meta = zarr.open_group(cap, mode="r").attrs["realdiff_pairs"]
-        results["kinect-capture"] = {"ate_m": meta["ate_m"], "median_abs_diff_mm": median_mm(cap)}
+        results["kinect-capture"] = {
+            "ate_m": meta["ate_m"],
+            "median_abs_diff_mm": median_mm(cap),
+            "shifts": shift_spread(cap),
+        }
         tracked = zarr.open_group(cap, mode="r")["pose_estimate"][:]
         given_poses = np.stack([f.pose for f in list_frames(k7 / "frames")])
         results["kinect-capture"]["reprojection_mm"] = consistency(
