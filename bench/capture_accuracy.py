@@ -83,7 +83,8 @@ def consistency(frames_dir: Path, intrinsics: Path, trajectories: dict, gaps=(1,
             if all(np.isfinite(list(r.values()))):
                 for n, x in r.items():
                     per[n].append(x)
-        res[str(gap)] = {n: float(np.median(x)) for n, x in per.items()} | {"pairs": len(per[next(iter(per))])}
+        pairs = len(next(iter(per.values())))
+        res[str(gap)] = {n: float(np.median(x)) for n, x in per.items()} | {"pairs": pairs}
     return res
 
 
