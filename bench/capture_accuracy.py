@@ -19,6 +19,7 @@ Prints, for each run (one store each, kept in --out, reused when present):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 import zarr
 
 from realdiff.capture.config import CaptureConfig
+from realdiff.capture.geometry import backproject, scaled_intrinsics, transform
 from realdiff.capture.pipeline import capture
 from realdiff.frames import list_frames, read_depth_png, read_intrinsics
 from realdiff.pairs import load_split, make_pairs
@@ -45,33 +47,23 @@ def shift_spread(pairs: Path) -> dict:
 def reprojection_mm(depth_i: np.ndarray, depth_j: np.ndarray, K: np.ndarray, pose_i, pose_j) -> float:
     """Median |depth_i - depth_j reprojected into camera i| (mm) over every second pixel of frame j
     that lands on a reading of frame i: how well two poses agree with the depth itself."""
-    v, u = np.nonzero(depth_j[::2, ::2])
-    v, u = v * 2, u * 2
-    z = depth_j[v, u]
-    p = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)])
-    q = (np.linalg.inv(pose_i) @ pose_j @ p)[:3]
-    q = q[:, q[2] > 0.1]
-    ui = np.round(q[0] / q[2] * K[0, 0] + K[0, 2]).astype(int)
-    vi = np.round(q[1] / q[2] * K[1, 1] + K[1, 2]).astype(int)
+    p = backproject(torch.from_numpy(depth_j[::2, ::2]), scaled_intrinsics(K, 2)).reshape(-1, 3)
+    q = transform(np.linalg.inv(pose_i) @ pose_j, p[p[:, 2] > 0]).numpy()
+    q = q[q[:, 2] > 0.1]
+    ui = np.round(q[:, 0] / q[:, 2] * K[0, 0] + K[0, 2]).astype(int)
+    vi = np.round(q[:, 1] / q[:, 2] * K[1, 1] + K[1, 2]).astype(int)
     H, W = depth_i.shape
     ok = (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
     zi = depth_i[vi[ok], ui[ok]]
     seen = zi > 0
-    return float(np.median(np.abs(zi[seen] - q[2][ok][seen])) * 1000) if seen.sum() > 1000 else float("nan")
+    return float(np.median(np.abs(zi[seen] - q[ok, 2][seen])) * 1000) if seen.sum() > 1000 else float("nan")
 
 
-def consistency(frames_dir: Path, intrinsics: Path, trajectories: dict, gaps=(1, 30, 100, 200, 300)) -> dict:
+def consistency(frames: list, K: np.ndarray, trajectories: dict, gaps=(1, 30, 100, 200, 300)) -> dict:
     """For each gap, the median over frame pairs (i, i + gap), i every 25 frames, of reprojection_mm
     under each trajectory (name -> (N, 4, 4)); pairs that share too little view under any of them
     are left out of all."""
-    frames, K = list_frames(frames_dir), read_intrinsics(intrinsics)
-    depth = {}
-
-    def read(i):
-        if i not in depth:
-            depth[i] = read_depth_png(frames[i].depth_path)
-        return depth[i]
-
+    read = functools.cache(lambda i: read_depth_png(frames[i].depth_path))
     res = {}
     for gap in gaps:
         per = {name: [] for name in trajectories}
@@ -136,9 +128,10 @@ def main():
             "shifts": shift_spread(cap),
         }
         tracked = zarr.open_group(cap, mode="r")["pose_estimate"][:]
-        given_poses = np.stack([f.pose for f in list_frames(k7 / "frames")])
+        frames = list_frames(k7 / "frames")
+        given_poses = np.stack([f.pose for f in frames])
         results["kinect-capture"]["reprojection_mm"] = consistency(
-            k7 / "frames", k7 / "camera-intrinsics.txt", {"tracked": tracked, "given": given_poses}
+            frames, read_intrinsics(k7 / "camera-intrinsics.txt"), {"tracked": tracked, "given": given_poses}
         )
     if "kinect-refine" in only:
         ref = run(
