@@ -52,11 +52,14 @@ def cmd_capture(args) -> int:
     print(
         f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val) in "
         f"{s['seconds'] / 60:.1f} min "
-        f"(track {t['track_s']:.0f} s, fuse {t['fuse_s']:.0f} s, pair {t['pair_s']:.0f} s); median "
+        f"(track {t['track_s']:.0f} s, "
+        + (f"global refinement {t['global_s']:.0f} s, " if "global_s" in t else "")
+        + f"fuse {t['fuse_s']:.0f} s, pair {t['pair_s']:.0f} s); median "
         f"|real - clean|: {s['median_abs_diff_mm']:.1f} mm"
         + (
             f"; ATE against the given poses {ate['tracked'] * 100:.1f} cm tracked, "
-            f"{ate['refined'] * 100:.1f} cm refined"
+            + (f"{ate['global'] * 100:.1f} cm refined globally, " if ate.get("global") is not None else "")
+            + f"{ate['refined'] * 100:.1f} cm refined per frame"
             if ate
             else ""
         )
@@ -271,6 +274,12 @@ def build_parser() -> Parser:
     option(c, CaptureConfig, "voxel", "the twin's TSDF voxel (m)")
     option(c, CaptureConfig, "track_voxel", "the tracking model's TSDF voxel (m)")
     option(c, CaptureConfig, "fuse_frames", "frames fused into the twin, evenly spread")
+    option(
+        c,
+        CaptureConfig,
+        "keyframe_every",
+        "keyframes of the global refinement after tracking, every this many frames (0: no refinement)",
+    )
     option(c, CaptureConfig, "val_fraction", "the last frames of the sequence form the validation split")
     c.add_argument("--no-refine", action="store_true", help="render at the tracked poses, unrefined")
     c.add_argument(

@@ -15,7 +15,8 @@ import torch
 import zarr
 from conftest import KINECT7, assert_one_line_error, make_fixture_pairs, run_realdiff
 
-from realdiff.capture.geometry import ate_rmse, se3_exp
+from realdiff.capture.geometry import ate_rmse, relative_motion, se3_exp
+from realdiff.capture.global_refine import GlobalRefineConfig, refine_trajectory
 from realdiff.capture.icp import refine_pose
 from realdiff.capture.pipeline import capture
 from realdiff.capture.track import TrackingLost
@@ -97,6 +98,30 @@ def test_ate_is_zero_for_a_moved_copy_and_sees_noise():
     noisy = ref.copy()
     noisy[:, :3, 3] += rng.normal(0, 0.01, (30, 3))
     assert 0.01 < ate_rmse(noisy, ref)[0] < 0.02
+
+
+def test_global_refinement_takes_out_drift():
+    frames = list_frames(SEQ / "frames")
+    K = read_intrinsics(SEQ / "camera-intrinsics.txt")
+    given = np.stack([f.pose for f in frames])
+    # a tracker's drift: an error about the first camera that grows frame by frame (4 cm, 1.7 deg)
+    step = np.array([0.001, 0.0015, -0.0008, 0.002, -0.0015, 0.0012])
+    about_first = [given[0] @ se3_exp(i * step) @ np.linalg.inv(given[0]) for i in range(len(given))]
+    drifted = np.stack([d @ p for d, p in zip(about_first, given)])
+    read = lambda i: read_depth_png(frames[i].depth_path, default_depth_scale(SEQ / "frames"))  # noqa: E731
+    cfg = GlobalRefineConfig(every=3)
+    poses, n_keys, n_pairs = refine_trajectory(read, drifted, K, cfg)
+    assert n_keys == 6 and n_pairs >= 10
+    # the first frame holds the gauge in both, so the poses compare as they are
+    before, after = (
+        np.array([relative_motion(a, b) for a, b in zip(p, given)]).max(0) for p in (drifted, poses)
+    )
+    assert before[0] > 0.03 and before[1] > 1.5, before  # metres, degrees
+    assert after[0] < 0.35 * before[0] and after[1] < 0.35 * before[1], (before, after)
+    assert np.allclose(poses[0], drifted[0])  # the first keyframe holds the gauge
+    # fewer than three keyframes: nothing to register, the poses come back as they were
+    same, n_keys, n_pairs = refine_trajectory(read, drifted[:5], K, GlobalRefineConfig(every=10))
+    assert (n_keys, n_pairs) == (2, 0) and np.array_equal(same, drifted[:5])
 
 
 def test_pair_refine_keeps_the_better_pose(tmp_path):

@@ -1,9 +1,11 @@
 """`realdiff capture`: a pair store from a hand-held capture of a static scene, with no poses and no
-mesh. Four stages, each resumable after a kill:
+mesh. Five stages, each resumable after a kill:
 
 1. track: every frame's camera pose by frame-to-model ICP against a growing TSDF (track.py); the
-   poses so far are saved every 25 frames to OUT.capture/track.pt, and a resumed run re-fuses them
+   poses so far are saved every 10 frames to OUT.capture/track.pt, and a resumed run re-fuses them
    (the same volume, bit for bit) before going on;
+1b. refine globally: keyframes every `keyframe_every` frames registered to each other all at once,
+   the frames between them following (global_refine.py); saved to OUT.capture/global.pt;
 2. fuse: a finer TSDF of up to `fuse_frames` frames at their poses, meshed by marching cubes and
    saved beside the store as OUT-stem.twin.ply;
 3. pair: each frame's clean depth rendered from the twin with the renderer of `realdiff pair`,
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from plumbing.training import atomic_save
 from realdiff.capture.config import CaptureConfig
 from realdiff.capture.geometry import ate_rmse
+from realdiff.capture.global_refine import GlobalRefineConfig, refine_trajectory
 from realdiff.capture.icp import median_abs_diff_mm, one_thread, refine_pose
 from realdiff.capture.track import TrackConfig, Tracker, TrackingLost
 from realdiff.capture.tsdf import TSDFVolume
@@ -79,6 +82,20 @@ def track_sequence(frames, K, H, W, depth_scale, cfg: CaptureConfig, work: Path,
     bar.close()
     atomic_save({"settings": settings, "poses": poses, "inliers": inliers, "finished": True}, ckpt)
     return np.stack(poses), np.array(inliers)
+
+
+def refine_globally(frames, K, poses, depth_scale, cfg: CaptureConfig, work: Path, settings: dict):
+    """Stage 1b: the tracked poses refined by global_refine.refine_trajectory (kept in
+    work/global.pt, which a resumed run reads back). Returns (poses, keyframes, keyframe pairs)."""
+    ckpt = work / "global.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        if saved["settings"] == settings:
+            return saved["poses"], saved["keyframes"], saved["pairs"]
+    gcfg = GlobalRefineConfig(every=cfg.keyframe_every, max_depth=cfg.max_depth)
+    out = refine_trajectory(lambda i: read_depth_png(frames[i].depth_path, depth_scale), poses, K, gcfg)
+    atomic_save({"settings": settings, "poses": out[0], "keyframes": out[1], "pairs": out[2]}, ckpt)
+    return out
 
 
 def fuse_twin(frames, K, poses, depth_scale, cfg: CaptureConfig, mesh_path: Path, progress) -> int:
@@ -153,6 +170,12 @@ def capture(
                 frames, K, H, W, scale, cfg, paths["work"], settings, progress
             )
         timings["track_s"] = time.time() - t
+        tracked, keyframes = poses, None
+        if cfg.keyframe_every and not cfg.given_poses:
+            t = time.time()
+            poses, n_keys, n_pairs = refine_globally(frames, K, poses, scale, cfg, paths["work"], settings)
+            keyframes = {"keyframes": n_keys, "pairs": n_pairs}
+            timings["global_s"] = time.time() - t
         t = time.time()
         if not paths["mesh"].exists():
             fuse_twin(frames, K, poses, scale, cfg, paths["mesh"], progress)
@@ -202,12 +225,17 @@ def capture(
             "val": list(range(len(frames) - n_val, len(frames))),
         },
         "track_inliers": [float(x) for x in track_inliers],
+        "global_refinement": keyframes,
         "timings_s": timings,
     }
     given = [f.pose for f in frames]
     if all(p is not None for p in given) and not cfg.given_poses:  # how far ours are from the given
         given = np.stack(given)
-        meta["ate_m"] = {"tracked": ate_rmse(poses, given)[0], "refined": ate_rmse(final_poses, given)[0]}
+        meta["ate_m"] = {
+            "tracked": ate_rmse(tracked, given)[0],
+            "global": ate_rmse(poses, given)[0] if keyframes else None,
+            "refined": ate_rmse(final_poses, given)[0],
+        }
     s = writer.finish(meta)
     from realdiff.capture.report import write_report
 
