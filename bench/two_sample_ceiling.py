@@ -10,9 +10,10 @@ perfect model of that target, on the real frames themselves (holes exactly the r
 A model that matched its training target perfectly would score the oracle's figure, whatever its
 size or sampling steps; a lower two-sample accuracy needs a target that keeps the sub-level texture.
 
-Then, for the shipped model (frames drawn as `realdiff eval --seed S` draws them), which part of its
-output gives it away, its holes or its depth values, and which spatial band of the values:
-  model                      the shipped model's output (what `realdiff eval` scores);
+Then, for the model (default: the Kinect `reald2iff`; frames drawn as `realdiff eval --seed S`
+draws them), which part of its output gives it away, its holes or its depth values, and which
+spatial band of the values:
+  model                      the model's output (what `realdiff eval` scores);
   model values, real holes   its depth values with the real holes (where it has a hole and the
                              real depth a reading, the real reading);
   real values, model holes   the real depth values with its holes (where it reads and the real
@@ -30,9 +31,15 @@ and, with the model's coarser band and splitting the finer band by where it lies
                              (frame 3i for validation frame i; its own flat surfaces, 0 elsewhere), the
                              model's near edges: real sensor texture, but not of this view.
 
-About 2 minutes a seed on 2 cores:
+Last, where each puts depth edges (realdiff.metrics.edge_swaps): the fraction of background pixels
+1, 2, 4 and 8 px from a depth jump that read the foreground's depth, and of foreground pixels that
+read the background's, for the real depth and the model (seed 0).
+
+About 2 minutes a seed on 2 cores (--strong, the stronger test of `realdiff eval`: about 1.5 minutes a
+row and seed for 29 frames). --noiser picks another RealD²iff model (a name or a weights file):
 
     python bench/two_sample_ceiling.py [--pairs out/kinect_pairs.zarr] [--split val] [--seeds 0,1,2]
+    python bench/two_sample_ceiling.py --pairs d435.zarr --noiser reald2iff-d435 --strong --seeds 0
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from realdiff.pairs import load_split
 from realdiff.reald2iff.model import dequantise, snap_to_levels
 from realdiff.reald2iff.noiser import RealD2iffNoiser
 from realdiff.reald2iff.stages import flat_texture, lowpass, near_edges
+from realdiff.sensors import load_noiser
 
 
 def main() -> None:
@@ -55,24 +63,30 @@ def main() -> None:
     ap.add_argument("--pairs", default="out/kinect_pairs.zarr")
     ap.add_argument("--split", default="val")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--noiser", default="reald2iff", help="a RealD²iff model: name or weights file")
+    ap.add_argument("--strong", action="store_true", help="the stronger two-sample test")
     a = ap.parse_args()
+    test = metrics.two_sample_strong_accuracy if a.strong else metrics.two_sample_accuracy
     clean, real, K, ids = load_split(a.pairs, a.split)
     tclean, treal, _, _ = load_split(a.pairs, "train")
     donor = np.arange(len(clean)) * 3 % len(tclean)  # a train frame for each frame of the split
     tclean, treal = tclean[donor], treal[donor]
-    noiser = RealD2iffNoiser()  # the shipped model, loaded once
+    noiser = load_noiser(a.noiser)  # loaded once
+    if not isinstance(noiser, RealD2iffNoiser):
+        raise SystemExit(f"--noiser {a.noiser}: not a RealD²iff model")
     levels = noiser.model.cfg.levels  # the levels fitted on the train split
     deq = dequantised(real, levels)
     inv = torch.where(deq > 0, 1 / deq.clamp_min(1e-3), 0.0)
     oracle = torch.where(deq > 0, 1 / snap_to_levels(inv, levels).clamp_min(1 / 20), 0.0).numpy()
     seeds = [int(s) for s in a.seeds.split(",")]
-    print(f"{a.split} split, {len(clean)} frames; two-sample accuracy over seeds {seeds}")
+    kind = "strong two-sample" if a.strong else "two-sample"
+    print(f"{noiser.name}, {a.split} split, {len(clean)} frames; {kind} accuracy over seeds {seeds}")
     for name, gen in (
         ("oracle (dequantised, read out)", oracle),
         ("dequantised, not read out", deq.numpy()),
         ("real itself", real),
     ):
-        report(name, [metrics.two_sample_accuracy(clean, real, gen, seed=s) for s in seeds])
+        report(name, [test(clean, real, gen, seed=s) for s in seeds])
     rows = {
         "model": [],
         "model values, real holes": [],
@@ -121,9 +135,16 @@ def main() -> None:
                 readout(low_gen + torch.where(flat, t_fine, fine_gen)),
             ),
         ):
-            rows[name].append(metrics.two_sample_accuracy(clean, real, x, seed=s))
+            rows[name].append(test(clean, real, x, seed=s))
+        if s == seeds[0]:
+            swaps = {"real": metrics.edge_swaps(clean, real), "model": metrics.edge_swaps(clean, gen)}
     for name, acc in rows.items():
         report(name, acc)
+    print(f"edge swaps at 1, 2, 4, 8 px (seed {seeds[0]}): background reading foreground | the other way")
+    for name, (_, grown, shrunk) in swaps.items():
+        at = [0, 1, 3, 7]
+        grown, shrunk = (" ".join(f"{x[i]:.3f}" for i in at) for x in (grown, shrunk))
+        print(f"  {name:6s} {grown} | {shrunk}")
 
 
 def dequantised(real: np.ndarray, levels: tuple) -> torch.Tensor:

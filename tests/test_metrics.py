@@ -131,6 +131,25 @@ def test_edge_profile_holes_only_on_edges():
     assert M.depth_edges(holed)[0, 49, 10] and M.depth_edges(holed)[0, 50, 11]
 
 
+def test_edge_swaps_find_a_grown_and_a_shrunk_box():
+    clean = np.full((2, 80, 120), 2.0, np.float32)
+    clean[:, 30:50, 40:80] = 1.0  # a box 1 m nearer
+    dist, grown, shrunk = M.edge_swaps(clean, clean)
+    assert list(dist) == list(range(1, 9)) and (grown == 0).all() and (shrunk == 0).all()
+    big = np.full_like(clean, 2.0)
+    big[:, 27:53, 37:83] = 1.0  # the box grown by 3 px on every side (its corners lie up to 4 px out)
+    _, grown, shrunk = M.edge_swaps(clean, big)
+    assert (grown[:3] > 0.9).all() and grown[3] < 0.15 and (grown[4:] == 0).all() and (shrunk == 0).all()
+    small = np.full_like(clean, 2.0)
+    small[:, 32:48, 42:78] = 1.0  # shrunk by 2 px: the rim of the box reads the background
+    _, grown, shrunk = M.edge_swaps(clean, small)
+    assert (grown == 0).all() and (shrunk[:2] > 0.9).all() and shrunk[2] < 0.15 and (shrunk[3:] == 0).all()
+    # holes are not readings: a box rim of holes swaps nothing
+    holed = np.where(big != clean, 0, clean).astype(np.float32)
+    _, grown, _ = M.edge_swaps(clean, holed)
+    assert (np.nan_to_num(grown) == 0).all()
+
+
 def test_spectrum_flat_for_white_noise_falls_for_smoothed_noise():
     rng = np.random.default_rng(0)
     clean = np.ones((8, 128, 128), np.float32)
