@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation, Slerp
 
 from realdiff.capture.geometry import backproject, scaled_intrinsics, se3_exp, transform, vertex_normals
+from realdiff.capture.icp import RefView, Source, associate, point_to_plane_system
 
 
 @dataclass(frozen=True)
@@ -42,20 +43,18 @@ class GlobalRefineConfig:
     min_points: int = 200  # a pair's term needs at least this many associated points
 
 
-class KeyframeView:
-    """One keyframe's vertex and normal maps (at most 320 px across) and its source points."""
-
-    def __init__(self, depth: np.ndarray, K: np.ndarray, cfg: GlobalRefineConfig):
-        step = max(1, depth.shape[1] // 320)
-        self.K = scaled_intrinsics(K, step)
-        d = np.where(depth[::step, ::step] <= cfg.max_depth, depth[::step, ::step], 0)
-        d = torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))
-        self.H, self.W = d.shape
-        self.points = backproject(d, self.K)
-        self.normals, ok = vertex_normals(backproject(_box_smoothed(d, cfg.smooth), self.K))
-        self.ok = ok & (d > 0)
-        pts, nrm, sel = (a[::2, ::2] for a in (self.points, self.normals, self.ok))
-        self.src, self.src_normals = pts[sel], nrm[sel]
+def keyframe_view(depth: np.ndarray, K: np.ndarray, cfg: GlobalRefineConfig) -> tuple[RefView, Source]:
+    """One keyframe as a reference view in its own camera frame (vertex and normal maps at most
+    320 px across) and as a source (every second pixel of those maps)."""
+    step = max(1, depth.shape[1] // 320)
+    Ks = scaled_intrinsics(K, step)
+    d = np.where(depth[::step, ::step] <= cfg.max_depth, depth[::step, ::step], 0)
+    d = torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))
+    points = backproject(d, Ks)
+    normals, ok = vertex_normals(backproject(_box_smoothed(d, cfg.smooth), Ks))
+    ok &= d > 0
+    pts, nrm, sel = (a[::2, ::2] for a in (points, normals, ok))
+    return RefView(Ks, np.eye(4), points, normals, ok), Source(pts[sel], nrm[sel])
 
 
 def _box_smoothed(d: torch.Tensor, k: int) -> torch.Tensor:
@@ -70,20 +69,15 @@ def _box_smoothed(d: torch.Tensor, k: int) -> torch.Tensor:
     return torch.where(keep, mean, torch.zeros_like(d))
 
 
-def associate(a: KeyframeView, b: KeyframeView, Ta, Tb, max_dist: float, min_cos: float = -1.0):
-    """b's source points in a's camera frame, paired with a's point and normal where they project:
-    (mask, b's points, a's points, a's normals), the last three over all of b's source points."""
-    M = torch.as_tensor(np.linalg.inv(Ta) @ Tb, dtype=torch.float32)
-    q = transform(M, b.src)
-    nq = b.src_normals @ M[:3, :3].T
-    z = q[:, 2].clamp_min(1e-6)
-    u = torch.round(q[:, 0] / z * float(a.K[0, 0]) + float(a.K[0, 2])).long()
-    v = torch.round(q[:, 1] / z * float(a.K[1, 1]) + float(a.K[1, 2])).long()
-    ok = (q[:, 2] > 0.1) & (u >= 0) & (u < a.W) & (v >= 0) & (v < a.H)
-    u, v = u.clamp(0, a.W - 1), v.clamp(0, a.H - 1)
-    pa, na = a.points[v, u], a.normals[v, u]
-    ok &= a.ok[v, u] & ((q - pa).norm(dim=1) < max_dist) & ((nq * na).sum(1) > min_cos)
-    return ok, q, pa, na
+def _match(views: list, a: int, b: int, T: np.ndarray, max_dist: float, cos_max: float = -1.0):
+    """Keyframe b's source points in a's camera frame, associated with a's view (icp.associate):
+    (mask, the points, a's vertices, a's normals)."""
+    M = np.linalg.inv(T[a]) @ T[b]
+    src = views[b][1]
+    q = transform(M, src.points)
+    nq = src.normals @ torch.as_tensor(M[:3, :3], dtype=torch.float32).T
+    ok, va, na = associate(q, nq, views[a][0], max_dist, cos_max, w2c=np.eye(4), min_z=0.1)
+    return ok, q, va, na
 
 
 def overlapping_pairs(views: list, T: np.ndarray, cfg: GlobalRefineConfig) -> list:
@@ -94,7 +88,7 @@ def overlapping_pairs(views: list, T: np.ndarray, cfg: GlobalRefineConfig) -> li
     for a in range(len(views)):
         for b in range(len(views)):
             if a != b and np.linalg.norm(centres[a] - centres[b]) <= cfg.max_dist:
-                ok = associate(views[a], views[b], T[a], T[b], 0.05)[0]
+                ok = _match(views, a, b, T, 0.05)[0]
                 if float(ok.float().mean()) >= cfg.min_overlap:
                     out.append((a, b))
     return out
@@ -106,20 +100,19 @@ def refine_keyframes(views: list, T: np.ndarray, cfg: GlobalRefineConfig) -> tup
     T = np.array(T, np.float64)
     n = len(views)
     pairs = overlapping_pairs(views, T, cfg)
-    min_cos = float(np.cos(np.radians(30)))
+    cos_max = float(np.cos(np.radians(30)))
     for max_dist in cfg.schedule:
         H, g = np.zeros((6 * n, 6 * n)), np.zeros(6 * n)
         for a, b in pairs:
-            ok, q, pa, na = associate(views[a], views[b], T[a], T[b], max_dist, min_cos)
+            ok, q, va, na = _match(views, a, b, T, max_dist, cos_max)
             if int(ok.sum()) < cfg.min_points:
                 continue
-            q, pa, na = q[ok].double(), pa[ok].double(), na[ok].double()
-            r = ((q - pa) * na).sum(1)  # point-to-plane, in a's camera frame
-            Ra, ta = torch.as_tensor(T[a][:3, :3]), torch.as_tensor(T[a][:3, 3])
-            xw, nw = q @ Ra.T + ta, na @ Ra.T  # in the world frame, where the twists act
-            J = torch.cat([torch.cross(xw, nw, dim=1), nw], 1)  # d r / d (twist of b) = -d r / d (a's)
-            w = (cfg.huber / r.abs().clamp_min(1e-12)).clamp_max(1.0) * (1000.0 / len(r))
-            A, y = ((J * w[:, None]).T @ J).numpy(), ((J * w[:, None]).T @ r).numpy()
+            # in the world frame, where the twists act: d r / d (twist of b) = -d r / d (twist of a)
+            Ta = torch.as_tensor(T[a])
+            qw, vw = transform(Ta, q[ok].double()), transform(Ta, va[ok].double())
+            A, y, r = point_to_plane_system(qw, vw, na[ok].double() @ Ta[:3, :3].T, cfg.huber)
+            scale = 1000.0 / len(r)  # each pair weighs alike
+            A, y = A.numpy() * scale, y.numpy() * scale
             sa, sb = slice(6 * a, 6 * a + 6), slice(6 * b, 6 * b + 6)
             H[sa, sa] += A
             H[sb, sb] += A
@@ -164,7 +157,7 @@ def refine_trajectory(read_depth, poses: np.ndarray, K: np.ndarray, cfg: GlobalR
     keys = keyframes(len(poses), cfg.every)
     if len(keys) < 3:
         return np.array(poses), len(keys), 0
-    views = [KeyframeView(read_depth(k), K, cfg) for k in keys]
+    views = [keyframe_view(read_depth(k), K, cfg) for k in keys]
     before = np.stack([poses[k] for k in keys]).astype(np.float64)
     after, n_pairs = refine_keyframes(views, before, cfg)
     return spread_corrections(np.asarray(poses, np.float64), keys, before, after), len(keys), n_pairs

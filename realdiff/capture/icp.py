@@ -85,32 +85,16 @@ def icp(
 ) -> Fit:
     """The camera-to-world pose of `src` that best lays its points on `ref`, from the guess `pose`."""
     pose = np.array(pose, np.float64)
-    H, W = ref.valid.shape
     w2c = np.linalg.inv(ref.pose)
-    K = ref.K
     cos_max = float(np.cos(np.radians(max_angle)))
     inl, rmse, it = 0.0, float("nan"), 0
     for it in range(1, iters + 1):
         q = transform(pose, src.points)
         ns = src.normals @ torch.as_tensor(pose[:3, :3], dtype=torch.float32).T
-        c = transform(w2c, q)
-        z = c[:, 2].clamp_min(1e-6)
-        u = torch.round(c[:, 0] / z * float(K[0, 0]) + float(K[0, 2])).long()
-        v = torch.round(c[:, 1] / z * float(K[1, 1]) + float(K[1, 2])).long()
-        ok = (c[:, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        uc, vc = u.clamp(0, W - 1), v.clamp(0, H - 1)
-        ok &= ref.valid[vc, uc]
-        vm, nm = ref.vertex[vc, uc], ref.normal[vc, uc]
-        d = q - vm
-        ok &= (d.norm(dim=1) < max_dist) & ((ns * nm).sum(1) > cos_max)
+        ok, vm, nm = associate(q, ns, ref, max_dist, cos_max, w2c)
         if int(ok.sum()) < 6:
             return Fit(pose, 0.0, float("nan"), it)
-        q, nm, d = q[ok].double(), nm[ok].double(), d[ok].double()
-        r = (d * nm).sum(1)
-        w = (huber / r.abs().clamp_min(1e-12)).clamp_max(1.0)
-        J = torch.cat([torch.cross(q, nm, dim=1), nm], 1)
-        A = (J * w[:, None]).T @ J
-        b = (J * w[:, None]).T @ r
+        A, b, r = point_to_plane_system(q[ok], vm[ok], nm[ok], huber)
         xi = -torch.linalg.solve(A + 1e-9 * torch.eye(6, dtype=A.dtype), b).numpy()
         pose = se3_exp(xi) @ pose
         inl = float(ok.float().mean())
@@ -118,6 +102,37 @@ def icp(
         if np.linalg.norm(xi) < tol:
             break
     return Fit(pose, inl, rmse, it)
+
+
+def associate(q, nq, ref: RefView, max_dist: float, cos_max: float, w2c=None, min_z: float = 0.0):
+    """Projective association: world-frame points q (N, 3) with normals nq, each matched to the pixel
+    of `ref` it projects onto. Returns (mask, ref's vertices, ref's normals), the last two (N, 3):
+    the mask keeps points in front of the camera (z > min_z), inside the image, on a valid pixel,
+    within max_dist of its vertex and with normals less than acos(cos_max) apart. w2c: the inverse
+    of ref.pose, when the caller has it."""
+    H, W = ref.valid.shape
+    K = ref.K
+    c = transform(np.linalg.inv(ref.pose) if w2c is None else w2c, q)
+    z = c[:, 2].clamp_min(1e-6)
+    u = torch.round(c[:, 0] / z * float(K[0, 0]) + float(K[0, 2])).long()
+    v = torch.round(c[:, 1] / z * float(K[1, 1]) + float(K[1, 2])).long()
+    ok = (c[:, 2] > min_z) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    uc, vc = u.clamp(0, W - 1), v.clamp(0, H - 1)
+    ok &= ref.valid[vc, uc]
+    vm, nm = ref.vertex[vc, uc], ref.normal[vc, uc]
+    ok &= ((q - vm).norm(dim=1) < max_dist) & ((nq * nm).sum(1) > cos_max)
+    return ok, vm, nm
+
+
+def point_to_plane_system(q, vm, nm, huber: float):
+    """Gauss-Newton normal equations of the point-to-plane distances r = (q - vm) . nm of matched
+    world-frame points, with Huber weights, for a left-multiplied twist of q's pose: (A (6, 6),
+    b (6,), r), float64."""
+    q, vm, nm = q.double(), vm.double(), nm.double()
+    r = ((q - vm) * nm).sum(1)
+    w = (huber / r.abs().clamp_min(1e-12)).clamp_max(1.0)
+    J = torch.cat([torch.cross(q, nm, dim=1), nm], 1)
+    return (J * w[:, None]).T @ J, (J * w[:, None]).T @ r, r
 
 
 @dataclass
