@@ -1,5 +1,5 @@
-"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `noisify`, `eval`,
-`sensors`."""
+"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `edges`, `noisify`,
+`eval`, `sensors`."""
 
 from __future__ import annotations
 
@@ -116,6 +116,21 @@ def cmd_texture(args) -> int:
     print(
         f"{args.out}: texture stage of {r['tiles']} tiles (of {r['candidates']} flat ones) in "
         f"{r['seconds']:.0f} s; validation: {r['meta']['val']}"
+    )
+    return 0
+
+
+def cmd_edges(args) -> int:
+    from realdiff.reald2iff.train import add_edges
+
+    r = add_edges(
+        args.pairs, args.model, args.out, max_dist=args.max_dist, length=args.length, name=args.name
+    )
+    g = r["stats"]["grown"]
+    print(
+        f"{args.out}: edge stage (background reading the foreground 1 px out: "
+        + ", ".join(f"{c[0]:.0%}" for c in g)
+        + f" by jump size) in {r['seconds']:.0f} s; validation: {r['meta']['val']}"
     )
     return 0
 
@@ -389,6 +404,29 @@ def build_parser() -> Parser:
     s.add_argument("--radius", type=int, default=6, help="largest shift searched, pixels (default 6)")
     s.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
     s.set_defaults(func=cmd_shift)
+
+    e = sub.add_parser(
+        "edges",
+        help="give a RealD²iff model the edge-displacement stage (how far the sensor moves depth edges)",
+        description="Fit, per jump size, how often real readings beside a depth edge take the other "
+        "side's depth, 1 to --max-dist px out, and write the model with these curves: at inference "
+        "the clean depth's edges move by a random width drawn from them, smooth along the edge, "
+        "before noising (realdiff/reald2iff/stages.py, 3). For stereo cameras, whose foreground grows.",
+    )
+    e.add_argument("model", help="model file from `realdiff train`, `distill`, `texture` or `shift`")
+    e.add_argument(
+        "--pairs", required=True, help="pair store from `realdiff pair` or `capture` (its train split)"
+    )
+    e.add_argument("--out", required=True, help="model file to write")
+    e.add_argument("--max-dist", type=int, default=12, help="widest displacement fitted, pixels (default 12)")
+    e.add_argument(
+        "--length",
+        type=float,
+        default=32.0,
+        help="how far along an edge a displacement holds, pixels (default 32)",
+    )
+    e.add_argument("--name", default=None, help="the model's name (default: the model's + -edges)")
+    e.set_defaults(func=cmd_edges)
 
     z = sub.add_parser(
         "noisify",

@@ -261,17 +261,18 @@ def edge_profile_rmse(clean, real, gen, max_dist=10):
     )
 
 
-def edge_swaps(clean, noisy, max_dist=8, rel_jump=0.1):
+def edge_swaps(clean, noisy, max_dist=8, rel_jump=0.1, counted=(0.0, np.inf)):
     """Where the noisy depth puts a depth edge: how often a reading near one takes the other side's depth.
 
     Around each pixel of clean, the near (foreground) and far (background) depth are the least and
     the greatest clean depth in a box of 2 max_dist + 1 px, and the pixel is beside a jump where they
-    differ by more than rel_jump * the near one; it is background if its clean depth lies nearer the
-    far one. For d = 1..max_dist px from the other side (distances rounded), `grown` is the fraction
-    of background pixels whose reading lies nearer the foreground depth (the foreground grown, or the
-    edge moved into the background) and `shrunk` that of foreground pixels reading nearer the
-    background, both over pixels with a reading. Returns (distances, grown, shrunk); bins with
-    fewer than MIN_SAMPLES readings are NaN."""
+    differ by more than rel_jump * the near one; it is background if its clean depth lies nearer
+    the far one. Only pixels whose jump, (far - near) / near, lies in [counted[0], counted[1]) are
+    counted (the edge stage's jump-size bins). For d = 1..max_dist px from the other side (distances
+    rounded), `grown` is the fraction of background pixels whose reading lies nearer the foreground
+    depth (the foreground grown, or the edge moved into the background) and `shrunk` that of
+    foreground pixels reading nearer the background, both over pixels with a reading. Returns
+    (distances, grown, shrunk); bins with fewer than MIN_SAMPLES readings are NaN."""
     clean, noisy = _pair(clean, noisy)
     counts = np.zeros((4, max_dist))  # grown, background readings, shrunk, foreground readings
     for c, z in zip(clean, noisy):
@@ -280,10 +281,11 @@ def edge_swaps(clean, noisy, max_dist=8, rel_jump=0.1):
         beside = (c > 0) & np.isfinite(near) & (far - near > rel_jump * near)
         back = beside & (c > (near + far) / 2)
         front = beside & ~back
+        count = beside & (z > 0) & (far - near >= counted[0] * near) & (far - near < counted[1] * near)
         reads_near = np.abs(z - near) < np.abs(z - far)
         for side, other, swapped, row in ((back, front, reads_near, 0), (front, back, ~reads_near, 2)):
             d = np.round(ndimage.distance_transform_edt(~other)).astype(np.int64)
-            pick = side & (z > 0) & (d >= 1) & (d <= max_dist)
+            pick = side & count & (d >= 1) & (d <= max_dist)
             counts[row] += np.bincount(d[pick & swapped] - 1, minlength=max_dist)[:max_dist]
             counts[row + 1] += np.bincount(d[pick] - 1, minlength=max_dist)[:max_dist]
     ok = counts[[1, 3]] >= MIN_SAMPLES

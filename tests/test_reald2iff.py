@@ -32,14 +32,16 @@ from realdiff.reald2iff.model import (
 )
 from realdiff.reald2iff.noiser import RealD2iffNoiser, generate
 from realdiff.reald2iff.stages import (
+    EdgeStage,
     RegistrationStage,
     TextureStage,
+    fit_edge_swaps,
     fit_shifts,
     near_edges,
     paste_texture,
     shift_depth,
 )
-from realdiff.reald2iff.train import PairData, add_registration, add_texture, train
+from realdiff.reald2iff.train import PairData, add_edges, add_registration, add_texture, train
 from tests.conftest import TINY_PRESET, assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
@@ -381,6 +383,84 @@ def test_add_registration_fits_train_shifts_and_refuses_a_second_one(pairs, tiny
     _loads_and_refuses_a_second_stage(
         out, pairs, tmp_path, add_registration, "shift", "already has a registration stage"
     )
+
+
+# --- the edge-displacement stage -------------------------------------------------------------------
+
+
+def _boxes(B=4, H=96, W=128):
+    """Frames of a wall at 2 m with a box at 1 m (a jump of 100 %) and a hole in the wall."""
+    d = np.full((B, H, W), 2.0, np.float32)
+    for b in range(B):
+        d[b, 20 + 5 * b : 70, 30 + 7 * b : 90] = 1.0
+    d[:, 80:88, 10:20] = 0
+    return d
+
+
+def _grow_foreground(d, px):
+    """The foreground grown by px (disc) over the background, where the depth is valid."""
+    from scipy import ndimage
+
+    y, x = np.mgrid[-px : px + 1, -px : px + 1]
+    m = np.stack(
+        [ndimage.minimum_filter(np.where(f > 0, f, np.inf), footprint=x * x + y * y <= px * px) for f in d]
+    )
+    return np.where(d > 0, np.minimum(d, m), 0).astype(np.float32)
+
+
+def test_edge_stage_fits_and_reproduces_a_known_fattening():
+    from realdiff.metrics import edge_swaps
+
+    clean = _boxes()
+    real = _grow_foreground(clean, 3)  # the sensor: the foreground 3 px wider, everywhere
+    grown, shrunk = fit_edge_swaps(clean, real, max_dist=6)
+    assert grown.shape == shrunk.shape == (3, 6)
+    assert grown[2].tolist() == pytest.approx([1, 1, 1, 0, 0, 0], abs=0.05)  # the big-jump bin
+    assert np.all(shrunk[2] < 0.02) and np.all(grown[:2] == 0)  # no jump of 10-60 %: nothing seen
+    stage = EdgeStage(torch.from_numpy(grown), torch.from_numpy(shrunk), focal=300.0, length=16)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.stack([stage.draw(g, 96, 128) for _ in clean])
+    out = stage.apply(torch.from_numpy(clean), noise).numpy()
+    assert np.array_equal(out > 0, clean > 0)  # no reading gained or lost
+    _, g_out, s_out = edge_swaps(clean, out, max_dist=6)
+    assert g_out.tolist() == pytest.approx(grown[2].tolist(), abs=0.05) and np.all(s_out < 0.05)
+    far = _grow_foreground(clean, 8) == clean  # farther than 8 px from the box: untouched
+    assert np.array_equal(out[far], clean[far])
+    # the widths scale with the focal length: at half the training camera's, 3 px become 1.5 -> 2
+    half = stage.apply(torch.from_numpy(clean), noise, focal=150.0).numpy()
+    assert edge_swaps(clean, half, max_dist=6)[1][:3].tolist() == pytest.approx([1, 1, 0], abs=0.1)
+
+
+def test_edge_stage_draws_last_and_keeps_generate_deterministic():
+    m = _model()
+    clean = _boxes(B=2)
+    stage = EdgeStage(torch.full((3, 4), 0.5), torch.full((3, 4), 0.2), focal=300.0)
+    rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
+    out = generate(m, clean, rngs(), edges=stage)
+    assert np.array_equal(out, generate(m, clean, rngs(), edges=stage))
+    assert np.allclose(generate(m, clean[1:], [np.random.default_rng(1)], edges=stage)[0], out[1], atol=1e-5)
+    # the diffusion noise is drawn first: the same as generating from the moved depth without the stage
+    g = torch.Generator()
+    noise = []
+    for r in rngs():
+        g.manual_seed(int(r.integers(2**63)))
+        m.draw_noise(g, (96, 128), True)
+        noise.append(stage.draw(g, 96, 128))
+    moved = stage.apply(torch.from_numpy(clean), torch.stack(noise)).numpy()
+    assert np.array_equal(out, generate(m, moved, rngs()))
+    with pytest.raises(ValueError, match="edge curves"):
+        EdgeStage(torch.zeros(2, 4), torch.zeros(2, 4), focal=300.0)
+
+
+def test_add_edges_writes_a_model_that_reloads_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
+    out = tmp_path / "edges.pt"
+    r = add_edges(pairs, tiny_model, out, max_dist=4)
+    f = load_model(out)
+    assert f.edges.grown.shape == (3, 4) and f.model.cfg.name == "reald2iff-edges"
+    assert np.allclose(f.edges.grown.numpy(), r["stats"]["grown"], atol=1e-4)
+    K = PairData(pairs, "train").K
+    assert f.edges.focal == pytest.approx((K[0][0] + K[1][1]) / 2) and f.edges.length == 32.0
+    _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_edges, "edges", "already has an edge stage")
 
 
 # --- saving and loading ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 
 from realdiff.reald2iff.config import ModelConfig
 from realdiff.reald2iff.model import RealD2iff
-from realdiff.reald2iff.stages import RegistrationStage, TextureStage
+from realdiff.reald2iff.stages import EdgeStage, RegistrationStage, TextureStage
 
 MODEL_VERSION = "reald2iff-2"  # bump when the representation or architecture changes
 
@@ -23,6 +23,7 @@ class ModelFile:
     texture: TextureStage | None = None
     registration: RegistrationStage | None = None
     meta: dict | None = None
+    edges: EdgeStage | None = None
 
 
 def save_model(
@@ -31,21 +32,28 @@ def save_model(
     meta: dict | None = None,
     texture: TextureStage | None = None,
     registration: RegistrationStage | None = None,
+    edges: EdgeStage | None = None,
 ) -> None:
     """Weights (float32 tensors) with the config, version, stages and any metadata (plain data only).
-    A stage is a tensor in the state dict ("texture", "shift_bank") and its size in the config."""
+    A stage is tensors in the state dict ("texture", "shift_bank", "edge_grown" and "edge_shrunk")
+    and its sizes and settings in the config."""
     config = {
         **model.cfg.to_dict(),
         "texture_tiles": len(texture.bank) if texture else 0,
         "texture_size": texture.size if texture else 64,
         "shifts": len(registration.shifts) if registration else 0,
         "shift_focal": registration.focal if registration else 0.0,
+        **(
+            {"edge_focal": edges.focal, "edge_length": edges.length, "edge_jump": edges.jump} if edges else {}
+        ),
     }
     state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
     if texture:
         state["texture"] = texture.bank.float().clone()
     if registration:
         state["shift_bank"] = registration.shifts.float().clone()
+    if edges:
+        state["edge_grown"], state["edge_shrunk"] = edges.grown.clone(), edges.shrunk.clone()
     torch.save({"version": MODEL_VERSION, "config": config, "meta": meta or {}, "state_dict": state}, path)
 
 
@@ -66,6 +74,8 @@ def load_model(path: str | Path) -> ModelFile:
     tiles, size = config.pop("texture_tiles", 0), config.pop("texture_size", 64)
     shifts, focal = config.pop("shifts", 0), config.pop("shift_focal", 0.0)
     bank, shift_bank = state.pop("texture", None), state.pop("shift_bank", None)
+    edge_cfg = {k: config.pop(f"edge_{k}") for k in ("focal", "length", "jump") if f"edge_{k}" in config}
+    grown, shrunk = state.pop("edge_grown", None), state.pop("edge_shrunk", None)
     try:
         model = RealD2iff(ModelConfig(**config))
         model.load_state_dict(state)
@@ -76,11 +86,13 @@ def load_model(path: str | Path) -> ModelFile:
             )
         if (shift_bank is None) != (shifts == 0) or (shift_bank is not None and len(shift_bank) != shifts):
             raise RuntimeError(f"{0 if shift_bank is None else len(shift_bank)} shifts for {shifts}")
-    except (TypeError, RuntimeError) as e:
+        edges = EdgeStage(grown, shrunk, **edge_cfg) if grown is not None or edge_cfg else None
+    except (TypeError, RuntimeError, ValueError) as e:
         raise ValueError(f"{path}: checkpoint does not match its config: {str(e).splitlines()[0]}") from None
     return ModelFile(
         model.eval(),
         TextureStage(bank) if bank is not None else None,
         RegistrationStage(shift_bank, focal) if shift_bank is not None else None,
         ck.get("meta", {}),
+        edges,
     )

@@ -126,7 +126,9 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
         if trainer.step % cfg.val_every == 0 or trainer.step == cfg.iters:
             student.coarse = ema
-            m = validate(student, val, cfg.seed, texture=f.texture, registration=f.registration)
+            m = validate(
+                student, val, cfg.seed, texture=f.texture, registration=f.registration, edges=f.edges
+            )
             student.coarse = net
             net.train()
             logs.append({"step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every :])), **m})
@@ -140,9 +142,11 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
             "distill_config": json.dumps(run),
             "distill_seconds": round(time.time() - t0, 1),
             "val": json.dumps(
-                validate(student, val, cfg.seed, texture=f.texture, registration=f.registration)
+                validate(
+                    student, val, cfg.seed, texture=f.texture, registration=f.registration, edges=f.edges
+                )
             ),
         }
     )
-    save_model(student, out, meta, f.texture, f.registration)
+    save_model(student, out, meta, f.texture, f.registration, f.edges)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "log": logs, "meta": meta}

@@ -1,10 +1,11 @@
 """RealD²iff behind the noise-model interface: the whole clean-to-noisy pipeline.
 
-    registration shift (optional) -> coarse and fine diffusion stages -> sensor texture (optional)
-    -> readout on the sensor's levels
+    registration shift (optional) -> edge displacement (optional) -> coarse and fine diffusion
+    stages -> sensor texture (optional) -> readout on the sensor's levels
 
 Every random number derives from the frame's numpy Generator: it seeds one torch generator, which
-draws the diffusion noise, then the texture tiles, then the registration shift. A frame's output
+draws the diffusion noise, then the texture tiles, then the registration shift, then the edge
+displacement's field. A frame's output
 therefore depends on its own generator only, whatever the batch it comes in.
 """
 
@@ -22,7 +23,7 @@ from plumbing.training import bf16_supported
 from realdiff.reald2iff.checkpoint import load_model
 from realdiff.reald2iff.config import PAD
 from realdiff.reald2iff.model import RealD2iff, decode
-from realdiff.reald2iff.stages import RegistrationStage, TextureStage
+from realdiff.reald2iff.stages import EdgeStage, RegistrationStage, TextureStage
 from realdiff.sensors.base import PARAMS_DIR, NoiseModel
 
 DEFAULT_WEIGHTS = PARAMS_DIR / "reald2iff.pt"
@@ -37,10 +38,12 @@ def generate(
     registration: RegistrationStage | None = None,
     fine: bool = True,
     focal: float | None = None,
+    edges: EdgeStage | None = None,
 ) -> np.ndarray:
     """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
     fine=False leaves the fine stage (and the texture) out; focal: the camera's focal length in
-    pixels, which scales the registration shifts (default: the training camera's)."""
+    pixels, which scales the registration shifts and edge displacements (default: the training
+    camera's)."""
     B, H, W = clean.shape
     Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
     tiles = texture is not None and fine
@@ -48,6 +51,7 @@ def generate(
     if tiles:
         pick, turn = (torch.empty(B, texture.tiles(Hp, Wp), dtype=torch.long) for _ in range(2))
     shifts = torch.empty(B, 2) if registration is not None else None
+    fields = torch.empty(B, *edges.grid(H, W)) if edges is not None else None
     g = torch.Generator()
     with record_function("reald2iff.draw"):
         for i, rng in enumerate(rngs):
@@ -57,9 +61,14 @@ def generate(
                 pick[i], turn[i] = texture.draw(g, Hp, Wp)
             if registration is not None:
                 shifts[i] = registration.draw(g)
+            if edges is not None:
+                fields[i] = edges.draw(g, H, W)
     a = np.ascontiguousarray(clean, dtype=np.float32)
     c0 = torch.from_numpy(a if a.flags.writeable else a.copy())  # read, never written
     c = registration.apply(c0, shifts, focal) if shifts is not None else c0
+    if edges is not None:
+        with record_function("reald2iff.edges"):
+            c = edges.apply(c, fields, focal)
     if (Hp, Wp) != (H, W):
         c = F.pad(c, (0, Wp - W, 0, Hp - H))
     x = model.sample(c, noise, fine)
@@ -94,6 +103,7 @@ class RealD2iffNoiser(NoiseModel):
         self.weights = str(weights) if weights else None
         f = load_model(self.weights or DEFAULT_WEIGHTS)
         self.model, self.texture, self.registration, self.meta = f.model, f.texture, f.registration, f.meta
+        self.edges = f.edges
         self._sha1 = None  # fingerprint(), when asked
         cfg = self.model.cfg
         self.coarse_steps, self.fine_steps = coarse_steps, fine_steps
@@ -140,6 +150,12 @@ class RealD2iffNoiser(NoiseModel):
         focal = float(K[0, 0] + K[1, 1]) / 2
         for s in range(0, len(depth), n):
             out[s : s + n] = generate(
-                self.model, depth[s : s + n], rngs[s : s + n], self.texture, self.registration, focal=focal
+                self.model,
+                depth[s : s + n],
+                rngs[s : s + n],
+                self.texture,
+                self.registration,
+                focal=focal,
+                edges=self.edges,
             )
         return out

@@ -40,7 +40,14 @@ from realdiff.reald2iff.model import (
     weighted_mse,
 )
 from realdiff.reald2iff.noiser import generate
-from realdiff.reald2iff.stages import RegistrationStage, TextureStage, fit_shifts, texture_tiles
+from realdiff.reald2iff.stages import (
+    EdgeStage,
+    RegistrationStage,
+    TextureStage,
+    fit_edge_swaps,
+    fit_shifts,
+    texture_tiles,
+)
 
 # --- data ----------------------------------------------------------------------------------------
 
@@ -100,6 +107,7 @@ def validate(
     fine: bool = True,
     texture: TextureStage | None = None,
     registration: RegistrationStage | None = None,
+    edges: EdgeStage | None = None,
 ) -> dict:
     """Fast realism metrics of `model` (with these stages) on the frames of `val` (fine=False: of
     its coarse stage alone, while that is the one training)."""
@@ -108,7 +116,7 @@ def validate(
     rngs = [np.random.default_rng([seed, int(i)]) for i in val.ids]
     gen = np.concatenate(
         [
-            generate(model, clean[s : s + 4], rngs[s : s + 4], texture, registration, fine=fine)
+            generate(model, clean[s : s + 4], rngs[s : s + 4], texture, registration, fine=fine, edges=edges)
             for s in range(0, len(clean), 4)
         ]
     )
@@ -350,12 +358,44 @@ def add_registration(pairs, model_path, out, radius: int = 6, name: str | None =
     return {"out": str(out), "seconds": time.time() - t0, "stats": stats, "meta": meta}
 
 
+def add_edges(
+    pairs, model_path, out, max_dist: int = 12, length: float = 32.0, name: str | None = None
+) -> dict:
+    """Give a model the edge-displacement stage (stages.py, 3): fit the real edge swaps of the train
+    split per jump-size bin (fit_edge_swaps) and write the model with them to `out` (its name +
+    "-edges" unless `name`)."""
+    f = load_model(model_path)
+    if f.edges is not None:
+        raise ValueError(f"{model_path}: already has an edge stage")
+    if max_dist < 1 or length < 1:
+        raise ValueError("--max-dist and --length must be >= 1")
+    t0 = time.time()
+    data = PairData(pairs, "train")
+    grown, shrunk = fit_edge_swaps(data.clean.numpy(), data.real.numpy(), max_dist)
+    if not grown.any() and not shrunk.any():
+        raise ValueError(f"{pairs}: the train split has too few readings beside depth edges to fit")
+    focal = float(data.K[0][0] + data.K[1][1]) / 2
+    f.edges = EdgeStage(torch.from_numpy(grown), torch.from_numpy(shrunk), focal, length)
+    info = {
+        "pairs": str(pairs),
+        "model": str(model_path),
+        "max_dist": max_dist,
+        "length": length,
+        "grown": np.round(grown, 4).tolist(),
+        "shrunk": np.round(shrunk, 4).tolist(),
+    }
+    meta = _save_with_stage(f, pairs, out, name or f"{f.model.cfg.name}-edges", "edges_from", info)
+    return {"out": str(out), "seconds": time.time() - t0, "stats": info, "meta": meta}
+
+
 def _save_with_stage(f: ModelFile, pairs, out, name: str, key: str, info: dict, seed: int = 0) -> dict:
     """Write the model file `f` (a stage just added) to `out` under `name`, with `info` in the
     metadata under `key` and the fast validation metrics under "val". Returns the metadata."""
     f.model.cfg.name = name
     meta = {**f.meta, key: json.dumps(info)}
     val = PairData(pairs, "val", frames=TrainConfig.val_frames)
-    meta["val"] = json.dumps(validate(f.model, val, seed, texture=f.texture, registration=f.registration))
-    save_model(f.model, out, meta, f.texture, f.registration)
+    meta["val"] = json.dumps(
+        validate(f.model, val, seed, texture=f.texture, registration=f.registration, edges=f.edges)
+    )
+    save_model(f.model, out, meta, f.texture, f.registration, f.edges)
     return meta
