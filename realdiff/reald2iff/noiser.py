@@ -5,8 +5,8 @@
 
 Every random number derives from the frame's numpy Generator: it seeds one torch generator, which
 draws the diffusion noise, then the texture tiles, then the registration shift, then the edge
-displacement's field. A frame's output
-therefore depends on its own generator only, whatever the batch it comes in.
+displacement's field. A frame's output therefore depends on its own generator only, whatever the
+batch it comes in.
 """
 
 from __future__ import annotations
