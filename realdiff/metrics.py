@@ -261,35 +261,43 @@ def edge_profile_rmse(clean, real, gen, max_dist=10):
     )
 
 
-def edge_swaps(clean, noisy, max_dist=8, rel_jump=0.1, counted=(0.0, np.inf)):
+def edge_swaps(clean, noisy, max_dist=8, rel_jump=0.1, jumps=None):
     """Where the noisy depth puts a depth edge: how often a reading near one takes the other side's depth.
 
     Around each pixel of clean, the near (foreground) and far (background) depth are the least and
     the greatest clean depth in a box of 2 max_dist + 1 px, and the pixel is beside a jump where they
     differ by more than rel_jump * the near one; it is background if its clean depth lies nearer
-    the far one. Only pixels whose jump, (far - near) / near, lies in [counted[0], counted[1]) are
-    counted (the edge stage's jump-size bins). For d = 1..max_dist px from the other side (distances
-    rounded), `grown` is the fraction of background pixels whose reading lies nearer the foreground
-    depth (the foreground grown, or the edge moved into the background) and `shrunk` that of
-    foreground pixels reading nearer the background, both over pixels with a reading. Returns
-    (distances, grown, shrunk); bins with fewer than MIN_SAMPLES readings are NaN."""
+    the far one. For d = 1..max_dist px from the other side (distances rounded), `grown` is the
+    fraction of background pixels whose reading lies nearer the foreground depth (the foreground
+    grown, or the edge moved into the background) and `shrunk` that of foreground pixels reading
+    nearer the background, both over pixels with a reading. Returns (distances, grown, shrunk);
+    bins with fewer than MIN_SAMPLES readings are NaN. With `jumps`, the sorted lower bounds of
+    jump-size bins of (far - near) / near (the last bin open above; the edge stage's), grown and
+    shrunk are (len(jumps), max_dist), one row a bin, from one pass over the frames."""
     clean, noisy = _pair(clean, noisy)
-    counts = np.zeros((4, max_dist))  # grown, background readings, shrunk, foreground readings
+    bounds = np.array([*(jumps if jumps is not None else [0.0]), np.inf])
+    n_bins = len(bounds) - 1
+    counts = np.zeros((4, n_bins, max_dist))  # grown, background readings, shrunk, foreground readings
     for c, z in zip(clean, noisy):
         near = ndimage.minimum_filter(np.where(c > 0, c, np.inf), 2 * max_dist + 1)
         far = ndimage.maximum_filter(c, 2 * max_dist + 1)
         beside = (c > 0) & np.isfinite(near) & (far - near > rel_jump * near)
         back = beside & (c > (near + far) / 2)
         front = beside & ~back
-        count = beside & (z > 0) & (far - near >= counted[0] * near) & (far - near < counted[1] * near)
+        rel = np.where(beside, far - near, 0.0) / np.where(beside, near, 1.0)
+        which = np.searchsorted(bounds, rel, side="right") - 1  # the pixel's jump bin (-1: below all)
         reads_near = np.abs(z - near) < np.abs(z - far)
         for side, other, swapped, row in ((back, front, reads_near, 0), (front, back, ~reads_near, 2)):
             d = np.round(ndimage.distance_transform_edt(~other)).astype(np.int64)
-            pick = side & count & (d >= 1) & (d <= max_dist)
-            counts[row] += np.bincount(d[pick & swapped] - 1, minlength=max_dist)[:max_dist]
-            counts[row + 1] += np.bincount(d[pick] - 1, minlength=max_dist)[:max_dist]
+            pick = side & (z > 0) & (which >= 0) & (d >= 1) & (d <= max_dist)
+            index = which * max_dist + d - 1
+            size = n_bins * max_dist
+            counts[row] += np.bincount(index[pick & swapped], minlength=size).reshape(n_bins, max_dist)
+            counts[row + 1] += np.bincount(index[pick], minlength=size).reshape(n_bins, max_dist)
     ok = counts[[1, 3]] >= MIN_SAMPLES
     grown, shrunk = np.where(ok, counts[[0, 2]] / np.maximum(counts[[1, 3]], 1), np.nan)
+    if jumps is None:
+        grown, shrunk = grown[0], shrunk[0]
     return np.arange(1, max_dist + 1), grown, shrunk
 
 

@@ -126,9 +126,7 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
         if trainer.step % cfg.val_every == 0 or trainer.step == cfg.iters:
             student.coarse = ema
-            m = validate(
-                student, val, cfg.seed, texture=f.texture, registration=f.registration, edges=f.edges
-            )
+            m = validate(student, val, cfg.seed, stages=f)
             student.coarse = net
             net.train()
             logs.append({"step": trainer.step, "loss": float(np.mean(losses[-cfg.val_every :])), **m})
@@ -141,11 +139,7 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
             "distilled_from": str(teacher_path),
             "distill_config": json.dumps(run),
             "distill_seconds": round(time.time() - t0, 1),
-            "val": json.dumps(
-                validate(
-                    student, val, cfg.seed, texture=f.texture, registration=f.registration, edges=f.edges
-                )
-            ),
+            "val": json.dumps(validate(student, val, cfg.seed, stages=f)),
         }
     )
     save_model(student, out, meta, f.texture, f.registration, f.edges)

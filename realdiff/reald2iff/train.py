@@ -105,18 +105,17 @@ def validate(
     val: PairData,
     seed: int,
     fine: bool = True,
-    texture: TextureStage | None = None,
-    registration: RegistrationStage | None = None,
-    edges: EdgeStage | None = None,
+    stages: ModelFile | None = None,
 ) -> dict:
-    """Fast realism metrics of `model` (with these stages) on the frames of `val` (fine=False: of
-    its coarse stage alone, while that is the one training)."""
+    """Fast realism metrics of `model` (with the optional stages of the model file `stages`) on the
+    frames of `val` (fine=False: of its coarse stage alone, while that is the one training)."""
     model.eval()
     clean = val.clean.numpy()
     rngs = [np.random.default_rng([seed, int(i)]) for i in val.ids]
+    f = stages or ModelFile(model)
     gen = np.concatenate(
         [
-            generate(model, clean[s : s + 4], rngs[s : s + 4], texture, registration, fine=fine, edges=edges)
+            generate(model, clean[s : s + 4], rngs[s : s + 4], f.texture, f.registration, fine, edges=f.edges)
             for s in range(0, len(clean), 4)
         ]
     )
@@ -373,7 +372,10 @@ def add_edges(
     data = PairData(pairs, "train")
     grown, shrunk = fit_edge_swaps(data.clean.numpy(), data.real.numpy(), max_dist)
     if not grown.any() and not shrunk.any():
-        raise ValueError(f"{pairs}: the train split has too few readings beside depth edges to fit")
+        raise ValueError(
+            f"{pairs}: no one-sided edge swaps to fit (too few readings beside depth edges in the train "
+            "split, or a sensor that does not move its edges)"
+        )
     focal = float(data.K[0][0] + data.K[1][1]) / 2
     f.edges = EdgeStage(torch.from_numpy(grown), torch.from_numpy(shrunk), focal, length)
     info = {
@@ -394,8 +396,6 @@ def _save_with_stage(f: ModelFile, pairs, out, name: str, key: str, info: dict, 
     f.model.cfg.name = name
     meta = {**f.meta, key: json.dumps(info)}
     val = PairData(pairs, "val", frames=TrainConfig.val_frames)
-    meta["val"] = json.dumps(
-        validate(f.model, val, seed, texture=f.texture, registration=f.registration, edges=f.edges)
-    )
+    meta["val"] = json.dumps(validate(f.model, val, seed, stages=f))
     save_model(f.model, out, meta, f.texture, f.registration, f.edges)
     return meta
