@@ -1,5 +1,5 @@
-"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `edges`, `noisify`,
-`eval`, `sensors`."""
+"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `edges`, `readout`,
+`noisify`, `eval`, `sensors`."""
 
 from __future__ import annotations
 
@@ -131,6 +131,39 @@ def cmd_edges(args) -> int:
         f"{args.out}: edge stage (background reading the foreground 1 px out: "
         + ", ".join(f"{c[0]:.0%}" for c in g)
         + f" by jump size) in {r['seconds']:.0f} s; validation: {r['meta']['val']}"
+    )
+    return 0
+
+
+def stage_parser(sub, command: str, help: str, description: str):
+    """The parser of a command that adds a stage to a model file: MODEL, --pairs, --out, --name."""
+    p = sub.add_parser(command, help=help, description=description)
+    p.add_argument("model", help="model file from `realdiff train` or `distill`, or with other stages added")
+    p.add_argument(
+        "--pairs", required=True, help="pair store from `realdiff pair` or `capture` (its train split)"
+    )
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--name", default=None, help=f"the model's name (default: the model's + -{command})")
+    return p
+
+
+def cmd_readout(args) -> int:
+    from realdiff.reald2iff.train import add_readout
+
+    grid = None
+    if args.grid:
+        try:
+            grid = tuple(float(g) for g in args.grid.lower().split("x"))
+        except ValueError:
+            grid = ()
+        if len(grid) != 2:
+            raise ValueError(f"--grid {args.grid!r}: need two pitches, rows x columns, e.g. 1.6x1.6")
+    r = add_readout(args.pairs, args.model, args.out, frames=args.frames, grid=grid, name=args.name)
+    st = r["stats"]
+    print(
+        f"{args.out}: readout stage (grid {st['grid'][0]:.3f} x {st['grid'][1]:.3f} px, smoothing "
+        f"{st['smooth']} px: isolated readings {st['isolated_by_smooth'][str(st['smooth'])]:.2%}, the real "
+        f"{st['isolated_real']:.2%}) in {r['seconds']:.0f} s; validation: {r['meta']['val']}"
     )
     return 0
 
@@ -373,7 +406,8 @@ def build_parser() -> Parser:
     quiet(d)
     d.set_defaults(func=cmd_distill)
 
-    x = sub.add_parser(
+    x = stage_parser(
+        sub,
         "texture",
         help="give a RealD²iff model the sensor-texture stage (real texture on flat surfaces)",
         description="Cut 64x64 tiles of the real residual's finer band "
@@ -381,15 +415,12 @@ def build_parser() -> Parser:
         "of them, and write the model with them: at inference they are pasted at random on the "
         "flat surfaces of its output (realdiff/reald2iff/stages.py).",
     )
-    x.add_argument("model", help="model file from `realdiff train` or `realdiff distill`")
-    x.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
-    x.add_argument("--out", required=True, help="model file to write")
     x.add_argument("--tiles", type=int, default=256, help="tiles kept (default 256: 4 MB)")
     x.add_argument("--seed", type=int, default=0, help="seed of the choice of tiles (default 0)")
-    x.add_argument("--name", default=None, help="the model's name (default: the model's + -texture)")
     x.set_defaults(func=cmd_texture)
 
-    s = sub.add_parser(
+    s = stage_parser(
+        sub,
         "shift",
         help="give a RealD²iff model the twin-registration stage (real frames' shifts from their renders)",
         description="Fit, for each train frame, the integer "
@@ -398,14 +429,11 @@ def build_parser() -> Parser:
         "them, scaled by the camera's focal length, before noising "
         "(realdiff/reald2iff/stages.py).",
     )
-    s.add_argument("model", help="model file from `realdiff train`, `distill` or `texture`")
-    s.add_argument("--pairs", required=True, help="pair store from `realdiff pair` (its train split)")
-    s.add_argument("--out", required=True, help="model file to write")
     s.add_argument("--radius", type=int, default=6, help="largest shift searched, pixels (default 6)")
-    s.add_argument("--name", default=None, help="the model's name (default: the model's + -shift)")
     s.set_defaults(func=cmd_shift)
 
-    e = sub.add_parser(
+    e = stage_parser(
+        sub,
         "edges",
         help="give a RealD²iff model the edge-displacement stage (how far the sensor moves depth edges)",
         description="Fit, per jump size, how often real readings beside a depth edge take the other "
@@ -413,11 +441,6 @@ def build_parser() -> Parser:
         "the clean depth's edges move by a random width drawn from them, smooth along the edge, "
         "before noising (realdiff/reald2iff/stages.py, 3). For stereo cameras, whose foreground grows.",
     )
-    e.add_argument("model", help="model file from `realdiff train`, `distill`, `texture` or `shift`")
-    e.add_argument(
-        "--pairs", required=True, help="pair store from `realdiff pair` or `capture` (its train split)"
-    )
-    e.add_argument("--out", required=True, help="model file to write")
     e.add_argument("--max-dist", type=int, default=12, help="widest displacement fitted, pixels (default 12)")
     e.add_argument(
         "--length",
@@ -425,8 +448,26 @@ def build_parser() -> Parser:
         default=32.0,
         help="how far along an edge a displacement holds, pixels (default 32)",
     )
-    e.add_argument("--name", default=None, help="the model's name (default: the model's + -edges)")
     e.set_defaults(func=cmd_edges)
+
+    r = stage_parser(
+        sub,
+        "readout",
+        help="give a RealD²iff model the readout stage (smooth disparity, depth resampled to colour)",
+        description="Find the resampling pitch of the real frames (depth aligned to a colour camera "
+        "repeats readings) and the smoothing before the readout that gives the real rate of isolated "
+        "readings on flat surfaces, and write the model with them (realdiff/reald2iff/stages.py, 4).",
+    )
+    r.add_argument(
+        "--grid",
+        default=None,
+        help="resampling pitch, rows x columns in output pixels, e.g. 1.6x1.6 (default: found in the "
+        "real frames; 1x1: none)",
+    )
+    r.add_argument(
+        "--frames", type=int, default=32, help="train frames the smoothing is fitted on (default 32)"
+    )
+    r.set_defaults(func=cmd_readout)
 
     z = sub.add_parser(
         "noisify",

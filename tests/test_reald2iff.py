@@ -33,15 +33,19 @@ from realdiff.reald2iff.model import (
 from realdiff.reald2iff.noiser import RealD2iffNoiser, generate
 from realdiff.reald2iff.stages import (
     EdgeStage,
+    ReadoutStage,
     RegistrationStage,
     TextureStage,
     fit_edge_swaps,
+    fit_grid,
     fit_shifts,
+    grid_rows,
+    isolated_readings,
     near_edges,
     paste_texture,
     shift_depth,
 )
-from realdiff.reald2iff.train import PairData, add_edges, add_registration, add_texture, train
+from realdiff.reald2iff.train import PairData, add_edges, add_readout, add_registration, add_texture, train
 from tests.conftest import TINY_PRESET, assert_one_line_error, make_fixture_pairs, run_realdiff
 
 
@@ -461,6 +465,78 @@ def test_add_edges_writes_a_model_that_reloads_and_refuses_a_second_one(pairs, t
     K = PairData(pairs, "train").K
     assert f.edges.focal == pytest.approx((K[0][0] + K[1][1]) / 2) and f.edges.length == 32.0
     _loads_and_refuses_a_second_stage(out, pairs, tmp_path, add_edges, "edges", "already has an edge stage")
+
+
+# --- the readout stage ------------------------------------------------------------------------------
+
+
+def _aligned(depth, pitch, phase=0.3):
+    """depth (N, H, W) resampled nearest-neighbour on a grid of `pitch` px, as an aligned stream is."""
+    H, W = depth.shape[1:]
+    rows, cols = grid_rows(H, pitch[0], phase * pitch[0]), grid_rows(W, pitch[1], phase * pitch[1])
+    return depth[:, rows.numpy()][:, :, cols.numpy()]
+
+
+def test_fit_grid_finds_the_resampling_pitch_and_none_where_there_is_none():
+    rng = np.random.default_rng(0)
+    depth = (1 + 0.01 * rng.standard_normal((4, 120, 160))).astype(np.float32)  # no two readings equal
+    gy, gx = fit_grid(_aligned(depth, (1.6, 1.35)))
+    assert gy == pytest.approx(1.6, abs=0.02) and gx == pytest.approx(1.35, abs=0.02)
+    assert fit_grid(depth) == (1.0, 1.0)
+    rows = grid_rows(20, 2.0, 0.0)  # a pitch of 2: every source row twice
+    assert rows.tolist() == [0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14, 16, 16, 18, 18]
+
+
+def test_readout_stage_resamples_smooths_flat_pixels_and_keeps_holes_where_clean_has_none():
+    m = _model()
+    clean = _boxes(B=2)
+    clean[:, :10, :12] = 0  # a region the clean depth does not see
+    stage = ReadoutStage(1.0, (1.6, 1.6), focal=300.0)
+    rngs = lambda: [np.random.default_rng(i) for i in range(2)]  # noqa: E731
+    out = generate(m, clean, rngs(), readout=stage)
+    assert np.array_equal(out, generate(m, clean, rngs(), readout=stage))
+    assert np.allclose(
+        generate(m, clean[1:], [np.random.default_rng(1)], readout=stage)[0], out[1], atol=1e-5
+    )
+    assert not (out[clean <= 0] > 0).any()
+    plain = generate(m, clean, rngs())
+    # whole rows and columns repeat, and readings flicker less than without the stage
+    for axis in (1, 2):
+        same = np.all(np.diff(out, axis=axis) == 0, axis=3 - axis)
+        assert 0.3 < same.mean() < 0.5  # about 1 - 1 / 1.6, a little more from the clamped border
+        assert not np.all(np.diff(plain, axis=axis) == 0, axis=3 - axis).any()
+    # smoothing before the readout: a noisy plane read out on levels flickers less
+    plane = np.full((1, 64, 64), 1.5, np.float32)
+    x = torch.zeros(1, 2, 64, 64)
+    x[:, 0] = 0.02 * torch.randn(1, 64, 64, generator=torch.Generator().manual_seed(0))
+    levels = tuple(1 / np.linspace(1.3, 1.7, 80)[::-1])
+    rough, smooth = (decode(torch.from_numpy(plane), x, levels, smooth=s).numpy() for s in (0.0, 1.0))
+    assert isolated_readings(plane, smooth) < 0.5 * isolated_readings(plane, rough)
+    assert np.array_equal(smooth[:, :2], rough[:, :2])  # within 2 px of the border: as read
+    # the grid scales with the focal length: at half the training camera's, a pitch of 0.8 is none
+    assert np.array_equal(
+        generate(m, clean, rngs(), focal=150.0, readout=ReadoutStage(0.0, (1.6, 1.6), 300.0)),
+        generate(m, clean, rngs(), focal=150.0),
+    )
+    with pytest.raises(ValueError, match="readout stage"):
+        ReadoutStage(1.0, (0.5, 1.6), focal=300.0)
+
+
+def test_add_readout_writes_a_model_that_reloads_and_refuses_a_second_one(pairs, tiny_model, tmp_path):
+    out = tmp_path / "readout.pt"
+    r = add_readout(pairs, tiny_model, out, grid=(1.5, 1.5))
+    f = load_model(out)
+    assert f.readout.grid == (1.5, 1.5) and f.model.cfg.name == "reald2iff-readout"
+    assert (
+        f.readout.smooth == r["stats"]["smooth"] and str(f.readout.smooth) in r["stats"]["isolated_by_smooth"]
+    )
+    _loads_and_refuses_a_second_stage(
+        out, pairs, tmp_path, add_readout, "readout", "already has a readout stage"
+    )
+    assert_one_line_error(
+        run_realdiff("readout", tiny_model, "--pairs", pairs, "--out", tmp_path / "g.pt", "--grid", "1.5"),
+        "need two pitches",
+    )
 
 
 # --- saving and loading ---------------------------------------------------------------------------

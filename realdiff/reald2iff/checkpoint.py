@@ -10,7 +10,7 @@ import torch
 
 from realdiff.reald2iff.config import ModelConfig
 from realdiff.reald2iff.model import RealD2iff
-from realdiff.reald2iff.stages import EdgeStage, RegistrationStage, TextureStage
+from realdiff.reald2iff.stages import EdgeStage, ReadoutStage, RegistrationStage, TextureStage
 
 MODEL_VERSION = "reald2iff-2"  # bump when the representation or architecture changes
 
@@ -24,6 +24,7 @@ class ModelFile:
     registration: RegistrationStage | None = None
     meta: dict | None = None
     edges: EdgeStage | None = None
+    readout: ReadoutStage | None = None
 
 
 def save_model(
@@ -33,10 +34,11 @@ def save_model(
     texture: TextureStage | None = None,
     registration: RegistrationStage | None = None,
     edges: EdgeStage | None = None,
+    readout: ReadoutStage | None = None,
 ) -> None:
     """Weights (float32 tensors) with the config, version, stages and any metadata (plain data only).
     A stage is tensors in the state dict ("texture", "shift_bank", "edge_grown" and "edge_shrunk")
-    and its sizes and settings in the config."""
+    and its sizes and settings in the config (the readout stage: settings only)."""
     config = {
         **model.cfg.to_dict(),
         "texture_tiles": len(texture.bank) if texture else 0,
@@ -45,6 +47,11 @@ def save_model(
         "shift_focal": registration.focal if registration else 0.0,
         **(
             {"edge_focal": edges.focal, "edge_length": edges.length, "edge_jump": edges.jump} if edges else {}
+        ),
+        **(
+            {"readout_smooth": r.smooth, "readout_grid": list(r.grid), "readout_focal": r.focal}
+            if (r := readout)
+            else {}
         ),
     }
     state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
@@ -76,6 +83,9 @@ def load_model(path: str | Path) -> ModelFile:
     bank, shift_bank = state.pop("texture", None), state.pop("shift_bank", None)
     edge_cfg = {k: config.pop(f"edge_{k}") for k in ("focal", "length", "jump") if f"edge_{k}" in config}
     grown, shrunk = state.pop("edge_grown", None), state.pop("edge_shrunk", None)
+    readout_cfg = {
+        k: config.pop(f"readout_{k}") for k in ("smooth", "grid", "focal") if f"readout_{k}" in config
+    }
     try:
         model = RealD2iff(ModelConfig(**config))
         model.load_state_dict(state)
@@ -87,6 +97,7 @@ def load_model(path: str | Path) -> ModelFile:
         if (shift_bank is None) != (shifts == 0) or (shift_bank is not None and len(shift_bank) != shifts):
             raise RuntimeError(f"{0 if shift_bank is None else len(shift_bank)} shifts for {shifts}")
         edges = EdgeStage(grown, shrunk, **edge_cfg) if grown is not None or edge_cfg else None
+        readout = ReadoutStage(**readout_cfg) if readout_cfg else None
     except (TypeError, RuntimeError, ValueError) as e:
         raise ValueError(f"{path}: checkpoint does not match its config: {str(e).splitlines()[0]}") from None
     return ModelFile(
@@ -95,4 +106,5 @@ def load_model(path: str | Path) -> ModelFile:
         RegistrationStage(shift_bank, focal) if shift_bank is not None else None,
         ck.get("meta", {}),
         edges,
+        readout,
     )

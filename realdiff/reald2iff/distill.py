@@ -142,5 +142,5 @@ def distill(pairs, teacher_path, out, cfg: DistillConfig, progress: bool = True)
             "val": json.dumps(validate(student, val, cfg.seed, stages=f)),
         }
     )
-    save_model(student, out, meta, f.texture, f.registration, f.edges)
+    save_model(student, out, meta, f.texture, f.registration, f.edges, f.readout)
     return {"out": str(out), "seconds": time.time() - t0, "losses": losses, "log": logs, "meta": meta}

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from realdiff.reald2iff.config import COARSE, ModelConfig, NetConfig
+from realdiff.reald2iff.stages import smooth_flat
 
 S_INV, A_ASINH = 300.0, 2.0  # residual encoding y = asinh(S_INV * dinv) / A_ASINH
 DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # metres: the conditioning's depth range
@@ -101,11 +102,16 @@ def encode_target(clean: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def decode(
-    clean: torch.Tensor, x: torch.Tensor, levels: tuple = (), texture: torch.Tensor | None = None
+    clean: torch.Tensor,
+    x: torch.Tensor,
+    levels: tuple = (),
+    texture: torch.Tensor | None = None,
+    smooth: float = 0.0,
 ) -> torch.Tensor:
     """(B, H, W) clean depth and (B, 2, H, W) generated (y, h) -> (B, H, W) noisy depth (0 = none),
     read out on the sensor's inverse-depth `levels` (see fit_levels; () = no quantisation);
-    `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout.
+    `texture` (B, H, W), if given, is added to the inverse depth (1/m) before the readout; with
+    `smooth` > 0 the inverse depth is then low-passed on flat pixels (stages.smooth_flat).
 
     z = 1 / (1/c + sinh(A y) / S [+ texture]), each step in place on one buffer (the same float32
     operations, in the same order, as the expression: `1.0 / t` is t.reciprocal() in torch)."""
@@ -114,6 +120,8 @@ def decode(
     inv += y.mul_(A_ASINH).sinh_().div_(S_INV)
     if texture is not None:
         inv += texture
+    if smooth > 0:
+        inv = smooth_flat(inv, clean, (clean > 0) & (x[:, 1] <= 0), smooth)
     inv.clamp_min_(1.0 / 20.0)
     if len(levels) >= 2:
         inv = snap_to_levels(inv, levels).clamp_min_(1.0 / 20.0)

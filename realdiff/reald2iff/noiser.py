@@ -23,7 +23,7 @@ from plumbing.training import bf16_supported
 from realdiff.reald2iff.checkpoint import load_model
 from realdiff.reald2iff.config import PAD
 from realdiff.reald2iff.model import RealD2iff, decode
-from realdiff.reald2iff.stages import EdgeStage, RegistrationStage, TextureStage
+from realdiff.reald2iff.stages import EdgeStage, ReadoutStage, RegistrationStage, TextureStage
 from realdiff.sensors.base import PARAMS_DIR, NoiseModel
 
 DEFAULT_WEIGHTS = PARAMS_DIR / "reald2iff.pt"
@@ -39,11 +39,12 @@ def generate(
     fine: bool = True,
     focal: float | None = None,
     edges: EdgeStage | None = None,
+    readout: ReadoutStage | None = None,
 ) -> np.ndarray:
     """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
     fine=False leaves the fine stage (and the texture) out; focal: the camera's focal length in
-    pixels, which scales the registration shifts and edge displacements (default: the training
-    camera's)."""
+    pixels, which scales the registration shifts, edge displacements and readout grid (default: the
+    training camera's)."""
     B, H, W = clean.shape
     Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
     tiles = texture is not None and fine
@@ -52,6 +53,7 @@ def generate(
         pick, turn = (torch.empty(B, texture.tiles(Hp, Wp), dtype=torch.long) for _ in range(2))
     shifts = torch.empty(B, 2) if registration is not None else None
     fields = torch.empty(B, *edges.grid(H, W)) if edges is not None else None
+    phases = torch.empty(B, 2) if readout is not None else None
     g = torch.Generator()
     with record_function("reald2iff.draw"):
         for i, rng in enumerate(rngs):
@@ -63,6 +65,8 @@ def generate(
                 shifts[i] = registration.draw(g)
             if edges is not None:
                 fields[i] = edges.draw(g, H, W)
+            if readout is not None:
+                phases[i] = readout.draw(g)
     a = np.ascontiguousarray(clean, dtype=np.float32)
     c0 = torch.from_numpy(a if a.flags.writeable else a.copy())  # read, never written
     c = registration.apply(c0, shifts, focal) if shifts is not None else c0
@@ -75,8 +79,11 @@ def generate(
     with record_function("reald2iff.texture"):
         field = texture.field(pick, turn, c, x) if tiles else None
     with record_function("reald2iff.decode"):
-        out = decode(c, x, model.cfg.levels, field)[:, :H, :W]
-        if shifts is not None:  # no reading where the unshifted clean depth has none (decode did c's)
+        smooth = readout.sigma(focal) if readout is not None else 0.0
+        out = decode(c, x, model.cfg.levels, field, smooth)[:, :H, :W]
+        if phases is not None:
+            out = readout.resample(out, phases, focal)
+        if shifts is not None or phases is not None:  # no reading where the clean depth has none
             out = out.masked_fill_(c0 <= 0, 0.0)
         return np.ascontiguousarray(out.numpy())
 
@@ -103,7 +110,7 @@ class RealD2iffNoiser(NoiseModel):
         self.weights = str(weights) if weights else None
         f = load_model(self.weights or DEFAULT_WEIGHTS)
         self.model, self.texture, self.registration, self.meta = f.model, f.texture, f.registration, f.meta
-        self.edges = f.edges
+        self.edges, self.readout = f.edges, f.readout
         self._sha1 = None  # fingerprint(), when asked
         cfg = self.model.cfg
         self.coarse_steps, self.fine_steps = coarse_steps, fine_steps
@@ -157,5 +164,6 @@ class RealD2iffNoiser(NoiseModel):
                 self.registration,
                 focal=focal,
                 edges=self.edges,
+                readout=self.readout,
             )
         return out

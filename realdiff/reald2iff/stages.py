@@ -46,9 +46,25 @@ r"""The optional stages of RealD²iff beside its diffusion stages, each with its
    depth within k px if that is a jump of more than 5 % (w < 0: the farthest). Widths scale with
    f / f_train, as the registration shifts do.
 
+4. Readout (`realdiff readout` adds it).
+   A stereo camera's disparity is smooth at the pixel scale (it comes from matching windows), so its
+   readout on the sensor's levels gives terraces; the diffusion stages and the texture carry
+   pixel-level jitter that the readout turns into flicker between levels (D435 validation frames,
+   flat pixels: 6.7 % of readings between two equal neighbours that differ from it, the real 0.3 %).
+   And depth aligned to a colour camera (the RealSense SDK's `align`) is the depth camera's image
+   resampled nearest-neighbour, so readings repeat: every source pixel covers `grid` (gy, gx) output
+   pixels (D435 at 640x480: 1.59 x 1.56, 0.6 of row neighbours equal). This stage smooths the
+   inverse depth over `smooth` px (a Gaussian over readings) on flat pixels before the readout,
+   and resamples the output nearest-neighbour from a grid of that pitch at a random phase:
+
+       z'(i, j) = z(r_y(i), r_x(j))     r(i) = round((floor((i + p) / m) + 1/2) m - p - 1/2),
+
+   with m the pitch scaled by f / f_train and p uniform in [0, m). fit_grid finds the pitch from the
+   real frames (the period of equal neighbours); add_readout fits `smooth` on the train split.
+
 Each stage draws its random numbers from the frame's torch generator after the diffusion noise
-(texture, then registration, then edges), so a model with or without them draws the same
-diffusion noise.
+(texture, then registration, then edges, then readout), so a model with or without them draws the
+same diffusion noise.
 """
 
 from __future__ import annotations
@@ -361,4 +377,88 @@ class EdgeStage:
             out = torch.where(take, near, out)
             take = (w == -k) & valid & (far > clean * (1 + self.jump))
             out = torch.where(take, far, out)
+        return out
+
+
+def smooth_flat(inv: torch.Tensor, clean: torch.Tensor, reads: torch.Tensor, sigma: float) -> torch.Tensor:
+    """inv (B, H, W) low-passed over readings (lowpass, std sigma px) on the pixels farther than 2 px
+    from a clean-depth jump, a hole or the border; as it was elsewhere."""
+    flat = ~near_edges(clean, ~reads, px=2)
+    return torch.where(flat, lowpass(inv, reads, sigma), inv)
+
+
+def grid_rows(n: int, pitch: float, phase: float) -> torch.Tensor:
+    """The source index of each of n output rows (or columns) resampled nearest-neighbour from a grid
+    of `pitch` output pixels at `phase` (see the docstring, 4)."""
+    i = torch.arange(n, dtype=torch.float64)
+    r = torch.round((torch.floor((i + phase) / pitch) + 0.5) * pitch - phase - 0.5)
+    return r.clamp(0, n - 1).long()
+
+
+def fit_grid(real: np.ndarray, min_peak: float = 4.0) -> tuple[float, float]:
+    """The resampling pitch (gy, gx) of depth frames (N, H, W): along each axis the frequency f of the
+    pattern of equal neighbouring readings (its power spectrum's peak over f in (1/11, 1/2)), whose
+    pitch is 1 / (1 - f) (between 1.1 and 2 px); 1.0 (not resampled) where the peak is under
+    min_peak times the median power there."""
+    pitch = []
+    for axis in (1, 2):
+        a = np.moveaxis(real, axis, -1)
+        eq = ((a[..., 1:] == a[..., :-1]) & (a[..., 1:] > 0)).astype(np.float32)
+        eq -= eq.mean(-1, keepdims=True)
+        power = (np.abs(np.fft.rfft(eq, axis=-1)) ** 2).reshape(-1, eq.shape[-1] // 2 + 1).mean(0)
+        f = np.fft.rfftfreq(eq.shape[-1])
+        band = np.flatnonzero((f > 1 / 11) & (f < 0.5))
+        k = band[np.argmax(power[band])]
+        if not power[k] > min_peak * np.median(power[band]) or k + 1 >= len(f):
+            pitch.append(1.0)
+            continue
+        y0, y1, y2 = np.log(power[k - 1 : k + 2] + 1e-9 * power[k])  # refined by a parabola in log
+        peak = f[k] + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2) * (f[1] - f[0])
+        pitch.append(float(1 / (1 - peak)))
+    return pitch[0], pitch[1]
+
+
+def isolated_readings(clean: np.ndarray, depth: np.ndarray) -> float:
+    """The fraction of readings of depth (N, H, W) on flat pixels (near_edges of the clean depth)
+    that lie between two equal neighbours, along a row or a column, and differ from them: the
+    flicker a readout of a rough field makes."""
+    flat = ~near_edges(torch.from_numpy(clean), torch.from_numpy(clean <= 0)).numpy()
+    rates = []
+    for axis in (2, 1):
+        a, ok = np.moveaxis(depth, axis, -1), np.moveaxis(flat, axis, -1)[..., 1:-1]
+        left, mid, right = a[..., :-2], a[..., 1:-1], a[..., 2:]
+        ok = ok & (left > 0) & (mid > 0) & (right > 0)
+        rates.append(float(((left == right) & (mid != left))[ok].mean()) if ok.any() else 0.0)
+    return float(np.mean(rates))
+
+
+class ReadoutStage:
+    """Readout (4): smoothing of `smooth` px before the readout and a resampling pitch `grid`
+    (gy, gx), in pixels of a camera of focal length `focal`."""
+
+    def __init__(self, smooth: float, grid: tuple, focal: float):
+        grid = tuple(float(g) for g in grid)
+        if not (smooth >= 0 and len(grid) == 2 and all(1 <= g <= 4 for g in grid) and focal > 0):
+            raise ValueError("a readout stage needs smooth >= 0, a grid (gy, gx) in [1, 4] and a focal > 0")
+        self.smooth, self.grid, self.focal = float(smooth), grid, float(focal)
+
+    def draw(self, g: torch.Generator) -> torch.Tensor:
+        """One frame's grid phases (2,), uniform in [0, 1) of a pitch."""
+        return torch.rand(2, generator=g)
+
+    def sigma(self, focal: float | None = None) -> float:
+        return self.smooth * (focal / self.focal if focal else 1.0)
+
+    def resample(self, depth: torch.Tensor, phases: torch.Tensor, focal: float | None = None) -> torch.Tensor:
+        """depth (B, H, W) resampled on each frame's grid (phases (B, 2)); as it was where the pitch
+        is 1 or less."""
+        scale = focal / self.focal if focal else 1.0
+        (gy, gx), (_, H, W) = (g * scale for g in self.grid), depth.shape
+        if gy <= 1 and gx <= 1:
+            return depth
+        out = torch.empty_like(depth)
+        for b in range(len(depth)):
+            rows = grid_rows(H, gy, float(phases[b, 0]) * gy) if gy > 1 else torch.arange(H)
+            cols = grid_rows(W, gx, float(phases[b, 1]) * gx) if gx > 1 else torch.arange(W)
+            out[b] = depth[b].index_select(0, rows).index_select(1, cols)
         return out

@@ -42,10 +42,13 @@ from realdiff.reald2iff.model import (
 from realdiff.reald2iff.noiser import generate
 from realdiff.reald2iff.stages import (
     EdgeStage,
+    ReadoutStage,
     RegistrationStage,
     TextureStage,
     fit_edge_swaps,
+    fit_grid,
     fit_shifts,
+    isolated_readings,
     texture_tiles,
 )
 
@@ -115,7 +118,16 @@ def validate(
     f = stages or ModelFile(model)
     gen = np.concatenate(
         [
-            generate(model, clean[s : s + 4], rngs[s : s + 4], f.texture, f.registration, fine, edges=f.edges)
+            generate(
+                model,
+                clean[s : s + 4],
+                rngs[s : s + 4],
+                f.texture,
+                f.registration,
+                fine,
+                edges=f.edges,
+                readout=f.readout,
+            )
             for s in range(0, len(clean), 4)
         ]
     )
@@ -297,9 +309,7 @@ def add_texture(
     """Give a trained model the sensor-texture stage (stages.py, 1): cut the flat tiles of the train
     split's dequantised real residual, keep `tiles` of them at random, and write the model with the
     bank to `out` (its name + "-texture" unless `name`)."""
-    f = load_model(model_path)
-    if f.texture is not None:
-        raise ValueError(f"{model_path}: already has a texture stage")
+    f = _load_without(model_path, "texture", "a texture stage")
     if tiles < 1:
         raise ValueError("--tiles must be >= 1")
     t0 = time.time()
@@ -335,9 +345,7 @@ def add_registration(pairs, model_path, out, radius: int = 6, name: str | None =
     """Give a model the twin-registration stage (stages.py, 2): fit each train frame's shift between
     its real and clean depth (fit_shifts) and write the model with them to `out` (its name +
     "-shift" unless `name`)."""
-    f = load_model(model_path)
-    if f.registration is not None:
-        raise ValueError(f"{model_path}: already has a registration stage")
+    f = _load_without(model_path, "registration", "a registration stage")
     if radius < 1:
         raise ValueError("--radius must be >= 1")
     t0 = time.time()
@@ -363,9 +371,7 @@ def add_edges(
     """Give a model the edge-displacement stage (stages.py, 3): fit the real edge swaps of the train
     split per jump-size bin (fit_edge_swaps) and write the model with them to `out` (its name +
     "-edges" unless `name`)."""
-    f = load_model(model_path)
-    if f.edges is not None:
-        raise ValueError(f"{model_path}: already has an edge stage")
+    f = _load_without(model_path, "edges", "an edge stage")
     if max_dist < 1 or length < 1:
         raise ValueError("--max-dist and --length must be >= 1")
     t0 = time.time()
@@ -390,6 +396,66 @@ def add_edges(
     return {"out": str(out), "seconds": time.time() - t0, "stats": info, "meta": meta}
 
 
+READOUT_SMOOTH = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)  # px: the smoothing widths add_readout tries
+
+
+def add_readout(
+    pairs, model_path, out, frames: int = 32, grid: tuple | None = None, name: str | None = None
+) -> dict:
+    """Give a model the readout stage (stages.py, 4): the resampling pitch from the train split's
+    real frames (fit_grid, unless `grid` is given) and the smoothing width, of READOUT_SMOOTH, whose
+    output on the first `frames` train frames has the real's rate of isolated readings; write the
+    model with it to `out` (its name + "-readout" unless `name`)."""
+    f = _load_without(model_path, "readout", "a readout stage")
+    if frames < 1:
+        raise ValueError("--frames must be >= 1")
+    t0 = time.time()
+    data = PairData(pairs, "train")
+    focal = float(data.K[0][0] + data.K[1][1]) / 2
+    grid = tuple(grid) if grid else fit_grid(data.real.numpy())
+    clean, real = data.clean[:frames].numpy(), data.real[:frames].numpy()
+    target = isolated_readings(clean, real)
+    rates = {}
+    for smooth in READOUT_SMOOTH:
+        stage = ReadoutStage(smooth, grid, focal)
+        rngs = [np.random.default_rng([0, int(i)]) for i in data.ids[:frames]]
+        gen = np.concatenate(
+            [
+                generate(
+                    f.model,
+                    clean[s : s + 4],
+                    rngs[s : s + 4],
+                    f.texture,
+                    f.registration,
+                    edges=f.edges,
+                    readout=stage,
+                )
+                for s in range(0, len(clean), 4)
+            ]
+        )
+        rates[smooth] = isolated_readings(clean, gen)
+    smooth = min(rates, key=lambda k: abs(rates[k] - target))
+    f.readout = ReadoutStage(smooth, grid, focal)
+    info = {
+        "pairs": str(pairs),
+        "model": str(model_path),
+        "grid": [round(g, 4) for g in grid],
+        "smooth": smooth,
+        "isolated_real": round(target, 5),
+        "isolated_by_smooth": {str(k): round(v, 5) for k, v in rates.items()},
+    }
+    meta = _save_with_stage(f, pairs, out, name or f"{f.model.cfg.name}-readout", "readout_from", info)
+    return {"out": str(out), "seconds": time.time() - t0, "stats": info, "meta": meta}
+
+
+def _load_without(model_path, stage: str, label: str) -> ModelFile:
+    """The model file at model_path; ValueError if it has the stage (ModelFile attribute) already."""
+    f = load_model(model_path)
+    if getattr(f, stage) is not None:
+        raise ValueError(f"{model_path}: already has {label}")
+    return f
+
+
 def _save_with_stage(f: ModelFile, pairs, out, name: str, key: str, info: dict, seed: int = 0) -> dict:
     """Write the model file `f` (a stage just added) to `out` under `name`, with `info` in the
     metadata under `key` and the fast validation metrics under "val". Returns the metadata."""
@@ -397,5 +463,5 @@ def _save_with_stage(f: ModelFile, pairs, out, name: str, key: str, info: dict, 
     meta = {**f.meta, key: json.dumps(info)}
     val = PairData(pairs, "val", frames=TrainConfig.val_frames)
     meta["val"] = json.dumps(validate(f.model, val, seed, stages=f))
-    save_model(f.model, out, meta, f.texture, f.registration, f.edges)
+    save_model(f.model, out, meta, f.texture, f.registration, f.edges, f.readout)
     return meta
