@@ -1,17 +1,19 @@
 """RealD²iff behind the noise-model interface: the whole clean-to-noisy pipeline.
 
     registration shift (optional) -> edge displacement (optional) -> coarse and fine diffusion
-    stages -> sensor texture (optional) -> readout on the sensor's levels
+    stages -> sensor texture (optional) -> readout on the sensor's levels (smoothed before it and
+    resampled after it by the optional readout stage)
 
 Every random number derives from the frame's numpy Generator: it seeds one torch generator, which
 draws the diffusion noise, then the texture tiles, then the registration shift, then the edge
-displacement's field. A frame's output therefore depends on its own generator only, whatever the
-batch it comes in.
+displacement's field, then the readout grid's phase. A frame's output therefore depends on its own
+generator only, whatever the batch it comes in.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,22 @@ from realdiff.sensors.base import PARAMS_DIR, NoiseModel
 DEFAULT_WEIGHTS = PARAMS_DIR / "reald2iff.pt"
 
 
+@dataclass
+class Draft:
+    """A batch up to its readout (draft(), then read_out()): the clean depth as the registration and
+    edge stages moved it (padded to the networks' granularity), the clean depth as given, the
+    generated (y, h), the texture field, each frame's readout-grid phases, and whether it was shifted."""
+
+    moved: torch.Tensor
+    clean: torch.Tensor
+    x: torch.Tensor
+    field: torch.Tensor | None
+    phases: torch.Tensor | None
+    shifted: bool
+
+
 @torch.inference_mode()
-def generate(
+def draft(
     model: RealD2iff,
     clean: np.ndarray,
     rngs: list,
@@ -40,11 +56,9 @@ def generate(
     focal: float | None = None,
     edges: EdgeStage | None = None,
     readout: ReadoutStage | None = None,
-) -> np.ndarray:
-    """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
-    fine=False leaves the fine stage (and the texture) out; focal: the camera's focal length in
-    pixels, which scales the registration shifts, edge displacements and readout grid (default: the
-    training camera's)."""
+) -> Draft:
+    """generate() up to the readout: every draw, the stages before the diffusion, the diffusion
+    stages and the texture."""
     B, H, W = clean.shape
     Hp, Wp = -(-H // PAD) * PAD, -(-W // PAD) * PAD
     tiles = texture is not None and fine
@@ -78,14 +92,43 @@ def generate(
     x = model.sample(c, noise, fine)
     with record_function("reald2iff.texture"):
         field = texture.field(pick, turn, c, x) if tiles else None
+    return Draft(c, c0, x, field, phases, shifts is not None)
+
+
+@torch.inference_mode()
+def read_out(
+    model: RealD2iff, d: Draft, readout: ReadoutStage | None = None, focal: float | None = None
+) -> np.ndarray:
+    """A draft's noisy depth (B, H, W): decoded and read out on the model's levels, through the
+    readout stage if given (the draft's phases must come from one)."""
+    H, W = d.clean.shape[1:]
     with record_function("reald2iff.decode"):
         smooth = readout.sigma(focal) if readout is not None else 0.0
-        out = decode(c, x, model.cfg.levels, field, smooth)[:, :H, :W]
-        if phases is not None:
-            out = readout.resample(out, phases, focal)
-        if shifts is not None or phases is not None:  # no reading where the clean depth has none
-            out = out.masked_fill_(c0 <= 0, 0.0)
+        out = decode(d.moved, d.x, model.cfg.levels, d.field, smooth)[:, :H, :W]
+        if readout is not None:
+            out = readout.resample(out, d.phases, focal)
+        if d.shifted or readout is not None:  # no reading where the clean depth has none
+            out = out.masked_fill_(d.clean <= 0, 0.0)
         return np.ascontiguousarray(out.numpy())
+
+
+def generate(
+    model: RealD2iff,
+    clean: np.ndarray,
+    rngs: list,
+    texture: TextureStage | None = None,
+    registration: RegistrationStage | None = None,
+    fine: bool = True,
+    focal: float | None = None,
+    edges: EdgeStage | None = None,
+    readout: ReadoutStage | None = None,
+) -> np.ndarray:
+    """(B, H, W) float32 clean depth, one numpy Generator per frame -> (B, H, W) noisy depth.
+    fine=False leaves the fine stage (and the texture) out; focal: the camera's focal length in
+    pixels, which scales the registration shifts, edge displacements and readout grid (default: the
+    training camera's)."""
+    d = draft(model, clean, rngs, texture, registration, fine, focal, edges, readout)
+    return read_out(model, d, readout, focal)
 
 
 class RealD2iffNoiser(NoiseModel):

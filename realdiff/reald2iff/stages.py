@@ -382,7 +382,10 @@ class EdgeStage:
 
 def smooth_flat(inv: torch.Tensor, clean: torch.Tensor, reads: torch.Tensor, sigma: float) -> torch.Tensor:
     """inv (B, H, W) low-passed over readings (lowpass, std sigma px) on the pixels farther than 2 px
-    from a clean-depth jump, a hole or the border; as it was elsewhere."""
+    from a clean-depth jump, a hole or the border; as it was elsewhere (all of it under sigma 1/3,
+    whose kernel is one pixel)."""
+    if int(3 * sigma) < 1:
+        return inv
     flat = ~near_edges(clean, ~reads, px=2)
     return torch.where(flat, lowpass(inv, reads, sigma), inv)
 

@@ -39,7 +39,7 @@ from realdiff.reald2iff.model import (
     upsample,
     weighted_mse,
 )
-from realdiff.reald2iff.noiser import generate
+from realdiff.reald2iff.noiser import draft, generate, read_out
 from realdiff.reald2iff.stages import (
     EdgeStage,
     ReadoutStage,
@@ -415,25 +415,25 @@ def add_readout(
     grid = tuple(grid) if grid else fit_grid(data.real.numpy())
     clean, real = data.clean[:frames].numpy(), data.real[:frames].numpy()
     target = isolated_readings(clean, real)
+    rngs = [np.random.default_rng([0, int(i)]) for i in data.ids[:frames]]
+    drafts = [  # the diffusion stages once; only the readout differs between the widths tried
+        draft(
+            f.model,
+            clean[s : s + 4],
+            rngs[s : s + 4],
+            f.texture,
+            f.registration,
+            edges=f.edges,
+            readout=ReadoutStage(0.0, grid, focal),
+        )
+        for s in range(0, len(clean), 4)
+    ]
     rates = {}
     for smooth in READOUT_SMOOTH:
         stage = ReadoutStage(smooth, grid, focal)
-        rngs = [np.random.default_rng([0, int(i)]) for i in data.ids[:frames]]
-        gen = np.concatenate(
-            [
-                generate(
-                    f.model,
-                    clean[s : s + 4],
-                    rngs[s : s + 4],
-                    f.texture,
-                    f.registration,
-                    edges=f.edges,
-                    readout=stage,
-                )
-                for s in range(0, len(clean), 4)
-            ]
+        rates[smooth] = isolated_readings(
+            clean, np.concatenate([read_out(f.model, d, stage) for d in drafts])
         )
-        rates[smooth] = isolated_readings(clean, gen)
     smooth = min(rates, key=lambda k: abs(rates[k] - target))
     f.readout = ReadoutStage(smooth, grid, focal)
     info = {
