@@ -1,6 +1,10 @@
 """How good are `realdiff capture` and `realdiff pair --refine` against ground truth?
 
     python bench/capture_accuracy.py [--data ../shared/data] [--out out/capture_bench] [--only NAME,...]
+        [--kinect-intrinsics K.txt]
+
+--kinect-intrinsics: the camera matrix the 7-Scenes capture uses instead of the data's nominal one
+(585 px), e.g. the one `realdiff focal` estimates from the frames.
 
 Prints, for each run (one store each, kept in --out, reused when present):
 - 7-Scenes from the depth alone (`realdiff capture`): the trajectory error (ATE RMSE after a rigid
@@ -59,10 +63,10 @@ def reprojection_mm(depth_i: np.ndarray, depth_j: np.ndarray, K: np.ndarray, pos
     return float(np.median(np.abs(zi[seen] - q[ok, 2][seen])) * 1000) if seen.sum() > 1000 else float("nan")
 
 
-def consistency(frames: list, K: np.ndarray, trajectories: dict, gaps=(1, 30, 100, 200, 300, 400)) -> dict:
+def consistency(frames: list, trajectories: dict, gaps=(1, 30, 100, 200, 300, 400)) -> dict:
     """For each gap, the median over frame pairs (i, i + gap), i every 25 frames, of reprojection_mm
-    under each trajectory (name -> (N, 4, 4)); pairs that share too little view under any of them
-    are left out of all."""
+    under each trajectory (name -> (camera matrix, (N, 4, 4) poses)); pairs that share too little
+    view under any of them are left out of all."""
     read = functools.cache(lambda i: read_depth_png(frames[i].depth_path))
     res = {}
     for gap in gaps:
@@ -70,7 +74,7 @@ def consistency(frames: list, K: np.ndarray, trajectories: dict, gaps=(1, 30, 10
         for i in range(0, len(frames) - gap, 25):
             r = {
                 n: reprojection_mm(read(i), read(i + gap), K, T[i], T[i + gap])
-                for n, T in trajectories.items()
+                for n, (K, T) in trajectories.items()
             }
             if all(np.isfinite(list(r.values()))):
                 for n, x in r.items():
@@ -99,6 +103,7 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data"))
     ap.add_argument("--out", default=str(ROOT / "out/capture_bench"))
     ap.add_argument("--only", default=None, help="comma-separated: kinect, kinect-refine, sun3d")
+    ap.add_argument("--kinect-intrinsics", default=None, help="camera matrix of the 7-Scenes capture")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,14 +120,24 @@ def main():
         )
         results["kinect-given"] = {"median_abs_diff_mm": median_mm(given)}
     if "kinect" in only:
+        K_given = read_intrinsics(k7 / "camera-intrinsics.txt")
+        K_ours = read_intrinsics(args.kinect_intrinsics or k7 / "camera-intrinsics.txt")
+        name = "kinect-capture" + ("" if np.array_equal(K_ours, K_given) else f"-fx{K_ours[0, 0]:.1f}")
         cap = run(
-            "kinect-capture",
-            lambda s: capture(k7 / "frames", k7 / "camera-intrinsics.txt", s, sensor="kinect-v1", **kw),
+            name,
+            lambda s: capture(
+                k7 / "frames",
+                args.kinect_intrinsics or k7 / "camera-intrinsics.txt",
+                s,
+                sensor="kinect-v1",
+                **kw,
+            ),
             out,
             results,
         )
         meta = zarr.open_group(cap, mode="r").attrs["realdiff_pairs"]
         results["kinect-capture"] = {
+            "fx": K_ours[0, 0],
             "ate_m": meta["ate_m"],
             "median_abs_diff_mm": median_mm(cap),
             "shifts": shift_spread(cap),
@@ -131,7 +146,7 @@ def main():
         frames = list_frames(k7 / "frames")
         given_poses = np.stack([f.pose for f in frames])
         results["kinect-capture"]["reprojection_mm"] = consistency(
-            frames, read_intrinsics(k7 / "camera-intrinsics.txt"), {"captured": ours, "given": given_poses}
+            frames, {"captured": (K_ours, ours), "given": (K_given, given_poses)}
         )
     if "kinect-refine" in only:
         ref = run(
