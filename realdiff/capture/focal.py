@@ -5,9 +5,12 @@ agree: the twin fused from the frames explains them less well. For each candidat
 (fx and fy scaled together, the principal point kept), the capture's first stages run as
 `realdiff capture` runs them (tracking, global refinement, a twin fused from `fuse_frames`
 frames), then `score_frames` frames are rendered from that twin at their poses and scored by the
-median |real - clean| over the pixels valid in both. The estimate is the minimum of a parabola
-through the best candidate and its two neighbours. Each candidate's score is saved as soon as it is
-known (OUT-stem.focal.json), so a killed sweep resumes where it stopped.
+median |real - clean| over the pixels valid in both. The twin's voxel is scaled with the candidate,
+so that every twin is equally fine in pixels (with one voxel for all, shorter focal lengths score
+better for that alone). The estimate is the minimum of a parabola through the best candidate and
+its two neighbours. Each candidate's score is saved as soon as it is known (OUT-stem.focal.json),
+so a killed sweep resumes where it stopped. On real depth it tells a few per cent apart, not one
+(docs/capture.md, "The focal length").
 """
 
 from __future__ import annotations
