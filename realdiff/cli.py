@@ -144,7 +144,7 @@ def cmd_focal(args) -> int:
         args.out,
         depth_scale=args.depth_scale,
         cfg=FocalConfig(**given(args, FocalConfig)),
-        capture_cfg=CaptureConfig(max_depth=args.max_depth),
+        capture_cfg=CaptureConfig(max_depth=args.max_depth, voxel=args.voxel),
         progress=not args.quiet,
     )
     sweep = ", ".join(f"{f:.1f} px {mm:.3f} mm" for f, mm in s["sweep"].items())
@@ -372,6 +372,9 @@ def build_parser() -> Parser:
     f.add_argument("--out", required=True, help="text file to write the fitted camera matrix to")
     f.add_argument("--depth-scale", type=float, default=None, help="metres per depth PNG unit")
     f.add_argument("--max-depth", type=float, default=4.0, help="readings beyond this (m) are ignored")
+    f.add_argument(
+        "--voxel", type=float, default=0.01, help="the twin's TSDF voxel (m) at the nominal focal length"
+    )
     option(f, FocalConfig, "span", "candidates from f (1 - span) to f (1 + span)")
     option(f, FocalConfig, "steps", "candidates in that range")
     option(f, FocalConfig, "first_frames", "only the first this many frames (0: all)")
