@@ -4,7 +4,8 @@
         [--kinect-intrinsics K.txt]
 
 --kinect-intrinsics: the camera matrix the 7-Scenes capture uses instead of the data's nominal one
-(585 px), e.g. the one `realdiff focal` estimates from the frames.
+(585 px), to see how the trajectory and the pairs follow the focal length (docs/capture.md, "The
+focal length"); its store is named after the focal length.
 
 Prints, for each run (one store each, kept in --out, reused when present):
 - 7-Scenes from the depth alone (`realdiff capture`): the trajectory error (ATE RMSE after a rigid

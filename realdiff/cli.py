@@ -1,12 +1,12 @@
-"""realdiff command line: `pair`, `capture`, `focal`, `train`, `distill`, `texture`, `shift`, `edges`,
-`readout`, `noisify`, `eval`, `sensors`."""
+"""realdiff command line: `pair`, `capture`, `train`, `distill`, `texture`, `shift`, `edges`, `readout`,
+`noisify`, `eval`, `sensors`."""
 
 from __future__ import annotations
 
 from interop.robomimic import CONVENTIONS
 from plumbing.backends import BACKENDS
 from plumbing.cli import Parser, field_default, given, main_of, option, quiet
-from realdiff.capture.config import CaptureConfig, FocalConfig
+from realdiff.capture.config import CaptureConfig
 from realdiff.reald2iff.config import DistillConfig, ModelConfig, TrainConfig
 from realdiff.sensors import COMMITTED_MODELS, DEFAULT_NOISER, NOISERS
 
@@ -131,27 +131,6 @@ def cmd_edges(args) -> int:
         f"{args.out}: edge stage (background reading the foreground 1 px out: "
         + ", ".join(f"{c[0]:.0%}" for c in g)
         + f" by jump size) in {r['seconds']:.0f} s; validation: {r['meta']['val']}"
-    )
-    return 0
-
-
-def cmd_focal(args) -> int:
-    from realdiff.capture.focal import fit_focal
-
-    s = fit_focal(
-        args.frames,
-        args.intrinsics,
-        args.out,
-        depth_scale=args.depth_scale,
-        cfg=FocalConfig(**given(args, FocalConfig)),
-        capture_cfg=CaptureConfig(max_depth=args.max_depth, voxel=args.voxel),
-        progress=not args.quiet,
-    )
-    sweep = ", ".join(f"{f:.1f} px {mm:.3f} mm" for f, mm in s["sweep"].items())
-    print(f"mean median |real - twin| over {s['frames']} frames: {sweep}")
-    print(
-        f"{args.out}: fx {s['fx']:.1f}, fy {s['fy']:.1f} px (nominal fx {s['nominal_fx']:.1f})"
-        + ("" if s["inside"] else "; the best lies at the end of the sweep: widen --span and repeat")
     )
     return 0
 
@@ -358,30 +337,6 @@ def build_parser() -> Parser:
     )
     quiet(c)
     c.set_defaults(func=cmd_capture)
-
-    f = sub.add_parser(
-        "focal",
-        help="estimate a depth camera's focal length from a capture of a static scene",
-        description="For focal lengths around the nominal one (fx and fy scaled together), track "
-        "and fuse the capture as `realdiff capture` does and score how well the frames align with "
-        "their twin; write the camera matrix at the best (a parabola through the best three) to OUT, "
-        "the sweep to OUT-stem.focal.json (a killed sweep resumes from it) and OUT-stem.focal.png.",
-    )
-    f.add_argument("frames", help="folder of the sequence's depth frames")
-    f.add_argument("--intrinsics", required=True, help="text file holding the nominal 3x3 camera matrix")
-    f.add_argument("--out", required=True, help="text file to write the fitted camera matrix to")
-    f.add_argument("--depth-scale", type=float, default=None, help="metres per depth PNG unit")
-    f.add_argument("--max-depth", type=float, default=4.0, help="readings beyond this (m) are ignored")
-    f.add_argument(
-        "--voxel", type=float, default=0.01, help="the twin's TSDF voxel (m) at the nominal focal length"
-    )
-    option(f, FocalConfig, "span", "candidates from f (1 - span) to f (1 + span)")
-    option(f, FocalConfig, "steps", "candidates in that range")
-    option(f, FocalConfig, "first_frames", "only the first this many frames (0: all)")
-    option(f, FocalConfig, "fuse_frames", "frames fused into each candidate's twin")
-    option(f, FocalConfig, "score_frames", "frames scored against each candidate's twin")
-    quiet(f)
-    f.set_defaults(func=cmd_focal)
 
     t = sub.add_parser(
         "train",

@@ -1,7 +1,6 @@
 """`realdiff capture` and `realdiff pair --refine`: tracking, TSDF fusion, registration refinement,
 the pair store they write, resuming after a kill, and sequences that cannot be tracked."""
 
-import json
 import shutil
 import signal
 import subprocess
@@ -16,8 +15,6 @@ import torch
 import zarr
 from conftest import KINECT7, assert_one_line_error, make_fixture_pairs, run_realdiff
 
-from realdiff.capture.config import FocalConfig
-from realdiff.capture.focal import fit_focal, parabola_minimum
 from realdiff.capture.geometry import ate_rmse, relative_motion, se3_exp
 from realdiff.capture.global_refine import GlobalRefineConfig, refine_trajectory
 from realdiff.capture.icp import refine_pose
@@ -62,44 +59,6 @@ def test_capture_writes_a_pair_store_mesh_and_report(captured):
     assert mesh.name == "seq.twin.ply" and mesh.stat().st_size > 10_000
     report = imageio.imread(s["report"])
     assert report.ndim == 3 and report.shape[0] > 500
-
-
-def test_focal_sweep_recovers_the_focal_length(captured, tmp_path):
-    """Depth rendered from the captured twin at the given poses with a known focal length, given to
-    the sweep with a focal length 5 % too long: it finds the true one."""
-    out, s = captured
-    frames, K = list_frames(SEQ / "frames"), read_intrinsics(SEQ / "camera-intrinsics.txt")
-    seq = tmp_path / "synthetic"
-    seq.mkdir()
-    with TwinRenderer(s["mesh"], K, 160, 120) as twin:
-        for i, f in enumerate(frames):
-            depth_mm = np.round(twin.render(f.pose) * 1000).astype(np.uint16)
-            imageio.imwrite(seq / f"frame-{i:06d}.depth.png", depth_mm)
-    nominal = K.copy()
-    nominal[:2, :2] *= 1.05
-    np.savetxt(tmp_path / "K.txt", nominal)
-    cfg = FocalConfig(span=0.08, steps=5, fuse_frames=16, score_frames=16)
-    fit = fit_focal(seq, tmp_path / "K.txt", tmp_path / "fitted.txt", cfg=cfg, progress=False)
-    assert fit["inside"] and abs(fit["fx"] / K[0, 0] - 1) < 0.02, fit  # the nominal was 5 % off
-    assert np.allclose(read_intrinsics(tmp_path / "fitted.txt")[0, 0], fit["fx"])
-    sweep = fit["sweep"]
-    truth, nominal_fx = (
-        min(sweep, key=lambda f: abs(f - K[0, 0])),
-        min(sweep, key=lambda f: abs(f - nominal[0, 0])),
-    )
-    assert sweep[truth] == min(sweep.values()) and sweep[truth] < sweep[nominal_fx], sweep
-    assert (tmp_path / "fitted.focal.png").stat().st_size > 5_000
-    # a rerun reads the scores already saved (a killed sweep resumes): here one edited by hand
-    log = tmp_path / "fitted.focal.json"
-    saved = json.loads(log.read_text())
-    saved["scores"][f"{max(sweep):.2f}"] = 0.0
-    log.write_text(json.dumps(saved))
-    again = fit_focal(seq, tmp_path / "K.txt", tmp_path / "fitted.txt", cfg=cfg, progress=False)
-    assert again["sweep"][max(sweep)] == 0.0 and not again["inside"]
-    # a parabola's minimum, and the end of the sweep reported as such
-    x = np.array([1.0, 2.0, 3.0, 4.0])
-    assert np.isclose(parabola_minimum(x, (x - 2.3) ** 2)[0], 2.3)
-    assert parabola_minimum(x, x) == (1.0, False)
 
 
 def test_tsdf_fuses_and_raycasts_a_plane():
@@ -222,12 +181,6 @@ def test_bad_input_gives_one_line(tmp_path):
     with pytest.raises(ValueError, match="camera matrix"):
         capture(SEQ / "frames", bad_k, tmp_path / "c.zarr", progress=False)
     assert not any(tmp_path.glob("[abc].*"))
-    assert_one_line_error(
-        run_realdiff(
-            "focal", SEQ / "frames", "--intrinsics", K, "--out", tmp_path / "k.txt", "--span", "0.5"
-        ),
-        "span",
-    )
 
 
 def test_tum_layout_reads_the_same_depth(tmp_path):

@@ -24,20 +24,3 @@ class CaptureConfig:
             raise ValueError("capture needs 0 < val_fraction < 1, fuse_frames >= 1, min_frames >= 2")
         if self.keyframe_every < 0:
             raise ValueError("capture needs keyframe_every >= 0 (0: no global refinement)")
-
-
-@dataclass(frozen=True)
-class FocalConfig:
-    """`realdiff focal`: the sweep of focal lengths around the nominal one."""
-
-    span: float = 0.04  # candidates from f (1 - span) to f (1 + span)
-    steps: int = 5  # candidates in that range, evenly spaced
-    first_frames: int = 0  # only the first this many frames of the sequence (0: all)
-    fuse_frames: int = 100  # frames fused into each candidate's twin
-    score_frames: int = 80  # frames whose alignment to the twin is scored, evenly spread
-
-    def __post_init__(self):
-        if not (0 < self.span <= 0.2 and self.steps >= 3 and self.first_frames >= 0):
-            raise ValueError("focal needs 0 < span <= 0.2, steps >= 3, first_frames >= 0")
-        if self.fuse_frames < 1 or self.score_frames < 1:
-            raise ValueError("focal needs fuse_frames >= 1 and score_frames >= 1")
