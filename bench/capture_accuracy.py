@@ -121,18 +121,12 @@ def main():
         )
         results["kinect-given"] = {"median_abs_diff_mm": median_mm(given)}
     if "kinect" in only:
-        K_given = read_intrinsics(k7 / "camera-intrinsics.txt")
-        K_ours = read_intrinsics(args.kinect_intrinsics or k7 / "camera-intrinsics.txt")
+        k_path = Path(args.kinect_intrinsics or k7 / "camera-intrinsics.txt")
+        K_given, K_ours = read_intrinsics(k7 / "camera-intrinsics.txt"), read_intrinsics(k_path)
         name = "kinect-capture" + ("" if np.array_equal(K_ours, K_given) else f"-fx{K_ours[0, 0]:.1f}")
         cap = run(
             name,
-            lambda s: capture(
-                k7 / "frames",
-                args.kinect_intrinsics or k7 / "camera-intrinsics.txt",
-                s,
-                sensor="kinect-v1",
-                **kw,
-            ),
+            lambda s: capture(k7 / "frames", k_path, s, sensor="kinect-v1", **kw),
             out,
             results,
         )
