@@ -170,7 +170,10 @@ class Trainer:
 
 
 def bf16_supported() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (oneDNN); emulated bf16 is slow."""
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN, not switched off with
+    `torch.backends.mkldnn.enabled = False`); emulated bf16 is slow."""
+    if not torch.backends.mkldnn.enabled:
+        return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # noqa: BLE001
