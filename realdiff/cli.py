@@ -47,7 +47,7 @@ def cmd_capture(args) -> int:
         cfg=cfg,
         progress=not args.quiet,
     )
-    ate = s["ate_m"]
+    ate, moved = s["ate_m"], s["moved_from_given_m"]
     t = s["timings_s"]
     print(
         f"{args.out}: {s['frames']} pairs ({s['train']} train, {s['val']} val) in "
@@ -61,6 +61,13 @@ def cmd_capture(args) -> int:
             + (f"{ate['global'] * 100:.1f} cm refined globally, " if ate.get("global") is not None else "")
             + f"{ate['refined'] * 100:.1f} cm refined per frame"
             if ate
+            else ""
+        )
+        + (
+            "; the given poses moved "
+            + (f"{moved['global'] * 100:.1f} cm globally, " if moved["global"] is not None else "")
+            + f"{moved['refined'] * 100:.1f} cm per frame (RMSE after alignment)"
+            if moved
             else ""
         )
         + f"\ntwin mesh {s['mesh']}, report {s['report']}"
@@ -333,7 +340,8 @@ def build_parser() -> Parser:
     c.add_argument(
         "--given-poses",
         action="store_true",
-        help="do not track: fuse and render at the frames' own .pose.txt (to compare with tracking)",
+        help="do not track: start from the frames' own .pose.txt, refined globally and per frame as a "
+        "tracked trajectory is (add --keyframe-every 0 --no-refine to keep them as given)",
     )
     quiet(c)
     c.set_defaults(func=cmd_capture)

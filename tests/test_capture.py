@@ -135,6 +135,29 @@ def test_pair_refine_keeps_the_better_pose(tmp_path):
     assert "pose_estimate" not in zarr.open_group(tmp_path / "q.zarr", mode="r")  # unrefined: as before
 
 
+def test_given_poses_are_refined_unless_kept(tmp_path):
+    """--given-poses starts from the frames' own poses and refines them as a tracked trajectory;
+    with --keyframe-every 0 --no-refine the store holds them exactly as given."""
+    K = SEQ / "camera-intrinsics.txt"
+    given = np.stack([f.pose for f in list_frames(SEQ / "frames")])
+    kept = run_realdiff(
+        "capture", SEQ / "frames", "--intrinsics", K, "--out", tmp_path / "kept.zarr", "--given-poses",
+        "--keyframe-every", 0, "--no-refine", "--quiet", check=True,
+    )  # fmt: skip
+    g = zarr.open_group(tmp_path / "kept.zarr", mode="r")
+    assert np.array_equal(g["pose"][:], given) and "moved 0.0 cm per frame" in kept.stdout
+    refined = run_realdiff(
+        "capture", SEQ / "frames", "--intrinsics", K, "--out", tmp_path / "refined.zarr", "--given-poses",
+        "--keyframe-every", 3, "--quiet", check=True,
+    )  # fmt: skip
+    g2 = zarr.open_group(tmp_path / "refined.zarr", mode="r")
+    moved = g2.attrs["realdiff_pairs"]["moved_from_given_m"]
+    assert 0 < moved["global"] < 0.02 and 0 < moved["refined"] < 0.02, moved
+    assert "cm globally" in refined.stdout
+    # Refined, the twin explains the frames better than at the given poses.
+    assert np.median(g2["abs_diff_mm"][:]) < np.median(g["abs_diff_mm"][:])
+
+
 def _sequence_copy(dst: Path, replace: dict | None = None) -> Path:
     """The fixture's frames copied to dst/frames, some depth files replaced by others."""
     frames = dst / "frames"

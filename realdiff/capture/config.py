@@ -13,7 +13,7 @@ class CaptureConfig:
     fuse_frames: int = 300  # frames fused into the twin, evenly spread (all if fewer)
     keyframe_every: int = 10  # the global refinement's keyframes, every this many frames (0: none)
     refine: bool = True  # register each frame to the twin before rendering its clean depth
-    given_poses: bool = False  # fuse and render at the frames' own .pose.txt instead of tracking
+    given_poses: bool = False  # start from the frames' own .pose.txt instead of tracking
     val_fraction: float = 0.2  # the last frames of the sequence validate
     min_frames: int = 10
 

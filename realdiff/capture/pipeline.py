@@ -4,6 +4,7 @@ mesh. Five stages, each resumable after a kill:
 1. track: every frame's camera pose by frame-to-model ICP against a growing TSDF (track.py); the
    poses so far are saved every 10 frames to OUT.capture/track.pt, and a resumed run re-fuses them
    (the same volume, bit for bit) before going on;
+   (with `given_poses`, the frames' own .pose.txt instead);
 1b. refine globally: keyframes every `keyframe_every` frames registered to each other all at once,
    the frames between them following (global_refine.py); saved to OUT.capture/global.pt;
 2. fuse: a finer TSDF of up to `fuse_frames` frames at their poses, meshed by marching cubes and
@@ -171,7 +172,7 @@ def capture(
             )
         timings["track_s"] = time.time() - t
         tracked, keyframes = poses, None
-        if cfg.keyframe_every and not cfg.given_poses:
+        if cfg.keyframe_every:
             t = time.time()
             poses, n_keys, n_pairs = refine_globally(frames, K, poses, scale, cfg, paths["work"], settings)
             keyframes = {"keyframes": n_keys, "pairs": n_pairs}
@@ -229,7 +230,13 @@ def capture(
         "timings_s": timings,
     }
     given = [f.pose for f in frames]
-    if all(p is not None for p in given) and not cfg.given_poses:  # how far ours are from the given
+    if cfg.given_poses:  # how far the refinements moved the given poses
+        given = np.stack(given)
+        meta["moved_from_given_m"] = {
+            "global": ate_rmse(poses, given)[0] if keyframes else None,
+            "refined": ate_rmse(final_poses, given)[0],
+        }
+    elif all(p is not None for p in given):  # how far ours are from the given
         given = np.stack(given)
         meta["ate_m"] = {
             "tracked": ate_rmse(tracked, given)[0],
@@ -247,6 +254,7 @@ def capture(
         "val": n_val,
         "median_abs_diff_mm": s["median_abs_diff_mm"],
         "ate_m": meta.get("ate_m"),
+        "moved_from_given_m": meta.get("moved_from_given_m"),
         "mesh": str(paths["mesh"]),
         "report": str(paths["report"]),
         "seconds": time.time() - t0,
