@@ -175,7 +175,9 @@ def main():
         for frag in ("fragment-1", "fragment-2"):
             for mode in ("tracked", "given"):
                 # "given": the twin fused at the given poses as they are (refined per frame only)
-                cfg = CaptureConfig(given_poses=mode == "given", keyframe_every=10 * (mode != "given"))
+                cfg = (
+                    CaptureConfig(given_poses=True, keyframe_every=0) if mode == "given" else CaptureConfig()
+                )
                 store = run(
                     f"sun3d-{frag}-{mode}",
                     lambda s, frag=frag, cfg=cfg: capture(

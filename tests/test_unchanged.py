@@ -100,56 +100,18 @@ EXPECTED = {
 PORTABLE = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 RENDERED_RGB = re.compile(r"^\w+:\w+_rgb$")
 RGB_TOLERANCE = 1e-2  # of the values' root mean square: about every pixel one level apart
+# fmt: off
 RGB_FINGERPRINTS = {
-    "pick:front_rgb": [
-        113.456215,
-        73.000059,
-        204.313849,
-        130.489881,
-        -85.922282,
-        -131.767998,
-        289.325941,
-        -159.88013,
-        -169.881975,
-        -141.64364,
-    ],
-    "pick:wrist_rgb": [
-        174.337211,
-        52.125466,
-        171.597678,
-        123.672293,
-        -243.875795,
-        -274.543322,
-        94.257094,
-        -81.856525,
-        -77.988538,
-        -216.122888,
-    ],
-    "lift:front_rgb": [
-        210.752482,
-        62.098687,
-        9.221208,
-        104.45818,
-        -47.983132,
-        -14.216215,
-        226.159877,
-        -252.84959,
-        -264.908743,
-        -220.95579,
-    ],
-    "lift:wrist_rgb": [
-        212.36896,
-        73.155699,
-        159.926069,
-        247.667944,
-        -12.353108,
-        35.225781,
-        144.711327,
-        -306.464529,
-        -380.141749,
-        -187.667283,
-    ],
+    "pick:front_rgb": [113.456215, 73.000059, 204.313849, 130.489881, -85.922282,
+        -131.767998, 289.325941, -159.88013, -169.881975, -141.64364],
+    "pick:wrist_rgb": [174.337211, 52.125466, 171.597678, 123.672293, -243.875795,
+        -274.543322, 94.257094, -81.856525, -77.988538, -216.122888],
+    "lift:front_rgb": [210.752482, 62.098687, 9.221208, 104.45818, -47.983132,
+        -14.216215, 226.159877, -252.84959, -264.908743, -220.95579],
+    "lift:wrist_rgb": [212.36896, 73.155699, 159.926069, 247.667944, -12.353108,
+        35.225781, 144.711327, -306.464529, -380.141749, -187.667283],
 }
+# fmt: on
 
 
 def fingerprint(a: np.ndarray) -> list[float]:
@@ -225,14 +187,16 @@ def store_digests(path: Path, name: str) -> dict:
     import zarr
 
     root = zarr.open_group(path, mode="r")
-    out = {f"{name}:{k}": digest_arrays({k: a[:]}) for k, a in root["data"].arrays()}
+    out = {}
+    for k, a in root["data"].arrays():
+        a = a[:]
+        out[f"{name}:{k}"] = digest_arrays({k: a})
+        if k.endswith("_rgb"):
+            out[f"fingerprint:{name}:{k}"] = fingerprint(a)
     out[f"{name}:meta/episode_ends"] = digest_arrays({"ends": root["meta/episode_ends"][:]})
     attrs = dict(root.attrs["simgen"])
     out[f"{name}:attrs"] = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]
-    rgb = {
-        f"fingerprint:{name}:{k}": fingerprint(a[:]) for k, a in root["data"].arrays() if k.endswith("_rgb")
-    }
-    return out | rgb
+    return out
 
 
 def state_digest(path: Path, key: str = "state_dict") -> str:

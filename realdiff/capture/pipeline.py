@@ -230,23 +230,20 @@ def capture(
         "timings_s": timings,
     }
     given = [f.pose for f in frames]
-    if cfg.given_poses:  # how far the refinements moved the given poses
-        given = np.stack(given)
-        meta["moved_from_given_m"] = {
+    given = np.stack(given) if all(p is not None for p in given) else None
+    if given is not None:  # how far ours are from the given poses; with given_poses, how far they moved
+        moved = {
             "global": ate_rmse(poses, given)[0] if keyframes else None,
             "refined": ate_rmse(final_poses, given)[0],
         }
-    elif all(p is not None for p in given):  # how far ours are from the given
-        given = np.stack(given)
-        meta["ate_m"] = {
-            "tracked": ate_rmse(tracked, given)[0],
-            "global": ate_rmse(poses, given)[0] if keyframes else None,
-            "refined": ate_rmse(final_poses, given)[0],
-        }
+        if cfg.given_poses:
+            meta["moved_from_given_m"] = moved
+        else:
+            meta["ate_m"] = {"tracked": ate_rmse(tracked, given)[0], **moved}
     s = writer.finish(meta)
     from realdiff.capture.report import write_report
 
-    write_report(out, paths["report"], given if isinstance(given, np.ndarray) else None)
+    write_report(out, paths["report"], given)
     shutil.rmtree(paths["work"], ignore_errors=True)
     return {
         "frames": len(frames),
